@@ -1,0 +1,230 @@
+"""The batch consumer: decode, decide, publish with confirms, then ack.
+
+It takes whatever is waiting (up to `batch_size`) as one batch, so an idle
+stage answers at once and a busy one pays one database round trip and one
+confirm wait per batch. A batch whose handler fails is split and each
+message retried alone, so one poison message never holds back the others.
+
+Failure routing, per message:
+- undecodable                -> dead-letter queue at once (reason `undecodable`)
+- PermanentError             -> dead-letter queue at once
+- any other error            -> delay queue for the next back-off step, then
+                                dead letters after `max_attempts`
+- broker trouble on publish  -> nack with requeue; nothing was acked
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from shared import metrics, reasons
+from shared.bus.publisher import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    REASON_HEADER,
+    STAGE_HEADER,
+    BrokerError,
+    Bus,
+    Outbound,
+)
+from shared.errors import PermanentError, TransientError
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+M = TypeVar("M")
+Handler = Callable[[list[M]], Awaitable[list[Outbound]]]
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    return int(value) if isinstance(value, int | str) else 1
+
+
+def retry_later(
+    bus: Bus, stage: str, body: bytes, attempt: int, *, retry_after_s: float | None = None
+) -> Outbound:
+    """A copy of `body` for the delay queue of its next back-off step."""
+    topo = bus.topology
+    step = topo.delay_step_for(attempt, retry_after_s)
+    return Outbound("", topo.delay_queue(stage, step), body, headers={ATTEMPT_HEADER: attempt + 1})
+
+
+class BatchConsumer(Generic[M]):
+    def __init__(
+        self,
+        bus: Bus,
+        stage: str,
+        decode: Callable[[bytes], M],
+        handle: Handler[M],
+        *,
+        prefetch: int = 512,
+        batch_size: int = 256,
+        max_attempts: int = 8,
+    ) -> None:
+        self.bus = bus
+        self.stage = stage
+        self.queue_name = bus.topology.queue(stage)
+        self._decode = decode
+        self._handle = handle
+        self._prefetch = prefetch
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        # None is the stop sentinel: everything received before it is finished.
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight = metrics.CONSUMER_IN_FLIGHT.labels(self.queue_name)
+
+    async def start(self) -> None:
+        self._channel = await self.bus.consume_channel(self._prefetch)
+        self._queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        self._tag = await self._queue.consume(self._receive)
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self.stage}")
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._in_flight.inc()
+        self._buffer.put_nowait(message)
+
+    async def stop(self, grace_s: float = 20.0) -> None:
+        """Stop taking messages, finish and ack what was received, then close."""
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as err:  # the channel may be gone already
+                log.warning("consumer_cancel_failed", queue=self.queue_name, error=repr(err))
+        if self._task is not None:
+            self._buffer.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                # Unacked messages go back to the queue when the channel closes.
+                log.warning("consumer_drain_timeout", queue=self.queue_name)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._buffer.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._batch_size and not self._buffer.empty():
+                item = self._buffer.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            start = time.perf_counter()
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch_crashed", queue=self.queue_name, size=len(batch))
+                await self._settle(batch, requeue=True, outcome="requeued")
+            metrics.CONSUMER_BATCH.labels(self.queue_name).observe(len(batch))
+            metrics.CONSUMER_HANDLING.labels(self.queue_name).observe(time.perf_counter() - start)
+
+    async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
+        decoded: list[tuple[AbstractIncomingMessage, M]] = []
+        for message in batch:
+            try:
+                decoded.append((message, self._decode(message.body)))
+            except Exception as err:
+                await self._dead_letter(message, reasons.UNDECODABLE, repr(err))
+        if not decoded:
+            return
+        try:
+            outs = await self._handle([body for _, body in decoded])
+        except Exception as err:
+            if len(decoded) == 1:
+                await self._fail(decoded[0][0], err)
+                return
+            for message, body in decoded:  # isolate the one that fails
+                await self._process_alone(message, body)
+            return
+        if await self._publish_or_requeue(outs, [m for m, _ in decoded]):
+            await self._settle([m for m, _ in decoded], outcome="ok")
+
+    async def _process_alone(self, message: AbstractIncomingMessage, body: M) -> None:
+        try:
+            outs = await self._handle([body])
+        except Exception as err:
+            await self._fail(message, err)
+            return
+        if await self._publish_or_requeue(outs, [message]):
+            await self._settle([message], outcome="ok")
+
+    async def _publish_or_requeue(
+        self, outs: list[Outbound], messages: list[AbstractIncomingMessage]
+    ) -> bool:
+        try:
+            await self.bus.publish(outs)
+            return True
+        except BrokerError as err:
+            log.warning("publish_failed_requeue", queue=self.queue_name, error=err.detail)
+            await self._settle(messages, requeue=True, outcome="requeued")
+            # Back-pressure while the broker is in trouble, not a retry schedule.
+            await asyncio.sleep(1.0)
+            return False
+
+    async def _fail(self, message: AbstractIncomingMessage, err: Exception) -> None:
+        attempt = attempt_of(message)
+        if isinstance(err, PermanentError):
+            await self._dead_letter(message, err.reason, err.detail)
+            return
+        if attempt >= self._max_attempts:
+            await self._dead_letter(message, reasons.MAX_ATTEMPTS, repr(err))
+            return
+        if not isinstance(err, TransientError):
+            log.exception("handler_failed", queue=self.queue_name, attempt=attempt, exc_info=err)
+        retry_after = err.retry_after_s if isinstance(err, TransientError) else None
+        out = retry_later(self.bus, self.stage, message.body, attempt, retry_after_s=retry_after)
+        if await self._publish_or_requeue([out], [message]):
+            await self._settle([message], outcome="retried")
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, reason: str, detail: str
+    ) -> None:
+        headers: dict[str, str | int] = {
+            ATTEMPT_HEADER: attempt_of(message),
+            REASON_HEADER: reason,
+            ERROR_HEADER: detail[:1000],
+            STAGE_HEADER: self.stage,
+        }
+        dead = Outbound(
+            "",
+            self.bus.topology.dead_letter_queue(self.stage),
+            message.body,
+            type=message.type or "",
+            headers=headers,
+        )
+        log.warning("dead_lettered", queue=self.queue_name, reason=reason)
+        if await self._publish_or_requeue([dead], [message]):
+            await self._settle([message], outcome="dead_lettered")
+
+    async def _settle(
+        self, messages: list[AbstractIncomingMessage], *, outcome: str, requeue: bool = False
+    ) -> None:
+        for message in messages:
+            try:
+                if outcome == "requeued":
+                    await message.nack(requeue=requeue)
+                else:
+                    await message.ack()
+            except Exception as err:
+                # The channel died under us: the broker redelivers, dedup absorbs it.
+                log.warning("settle_failed", queue=self.queue_name, error=repr(err))
+            self._in_flight.dec()
+        metrics.CONSUMED.labels(self.queue_name, outcome).inc(len(messages))

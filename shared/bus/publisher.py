@@ -1,0 +1,135 @@
+"""The broker connection and publishing with pipelined publisher confirms."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection, DeliveryMode
+from google.protobuf.message import Message
+
+from shared import metrics
+from shared.bus import topology
+from shared.bus.topology import Topology
+from shared.errors import TransientError
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+ATTEMPT_HEADER = "x-sendmesh-attempt"
+REASON_HEADER = "x-sendmesh-reason"
+ERROR_HEADER = "x-sendmesh-error"
+STAGE_HEADER = "x-sendmesh-stage"
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to publish: where, what, and with which headers."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    type: str = ""
+    headers: dict[str, str | int] = field(default_factory=dict)
+    persistent: bool = True
+
+
+def to_stage(topo: Topology, stage: str, msg: Message, **headers: str | int) -> Outbound:
+    return Outbound(
+        topo.work_exchange, stage, msg.SerializeToString(), msg.DESCRIPTOR.full_name, headers
+    )
+
+
+def to_events(topo: Topology, msg: Message, key: str = topology.EVENTS_DELIVERY_KEY) -> Outbound:
+    return Outbound(topo.events_exchange, key, msg.SerializeToString(), msg.DESCRIPTOR.full_name)
+
+
+class BrokerError(TransientError):
+    """The broker did not confirm a publish (closed, nacked, unroutable, timed out)."""
+
+    reason = "broker"
+
+
+class Bus:
+    """One robust connection per process, one confirming channel to publish on."""
+
+    def __init__(self, url: str, topo: Topology, name: str, publish_timeout_s: float = 15.0):
+        self.url = url
+        self.topology = topo
+        self.name = name
+        self.publish_timeout_s = publish_timeout_s
+        self.connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": self.name}
+        )
+        self._channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+
+    async def declare(self, services: tuple[str, ...] = ()) -> None:
+        await topology.declare(self.publish_channel, self.topology, services)
+
+    @property
+    def publish_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise RuntimeError("bus not connected")
+        return self._channel
+
+    @property
+    def is_connected(self) -> bool:
+        conn = self.connection
+        return conn is not None and not conn.is_closed and conn.connected.is_set()
+
+    async def consume_channel(self, prefetch: int) -> AbstractChannel:
+        if self.connection is None:
+            raise RuntimeError("bus not connected")
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def publish(self, outs: Sequence[Outbound]) -> None:
+        """Publish all, confirms in flight together; return when every one is confirmed."""
+        if not outs:
+            return
+        results = await asyncio.gather(
+            *(self._publish_one(o) for o in outs), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        metrics.PUBLISHED.labels("ok").inc(len(outs) - len(failures))
+        if failures:
+            metrics.PUBLISHED.labels("failed").inc(len(failures))
+            raise BrokerError(f"{len(failures)}/{len(outs)} publishes unconfirmed: {failures[0]!r}")
+
+    async def _publish_one(self, out: Outbound) -> None:
+        channel = self.publish_channel
+        message = aio_pika.Message(
+            out.body,
+            headers=dict(out.headers),
+            content_type="application/x-protobuf",
+            type=out.type or None,
+            delivery_mode=DeliveryMode.PERSISTENT
+            if out.persistent
+            else DeliveryMode.NOT_PERSISTENT,
+        )
+        exchange = self._exchanges.get(out.exchange)
+        if exchange is None:
+            exchange = (
+                channel.default_exchange
+                if out.exchange == ""
+                else await channel.get_exchange(out.exchange, ensure=False)
+            )
+            self._exchanges[out.exchange] = exchange
+        await exchange.publish(message, out.routing_key, timeout=self.publish_timeout_s)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+            self._channel = None
+            self._exchanges.clear()

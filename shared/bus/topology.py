@@ -1,0 +1,157 @@
+"""The RabbitMQ topology, declared in one place.
+
+Names come from pure functions (dramatiq's q_name/dq_name/xq_name idea):
+
+    <ns>.work            direct exchange; routing key = stage name
+    <ns>.events          topic exchange; `delivery` (EventBatch), `intent.cancelled`
+    <ns>.<stage>         quorum work queue (plan, eligibility, frequency, send.inapp, ...)
+    <ns>.<stage>.delay.N one wait queue per back-off step: fixed TTL, then
+                         dead-lettered back to <ns>.<stage>
+    <ns>.<stage>.dead    dead letters, with the reason in headers
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, ExchangeType
+from aiormq.abc import FieldTable
+
+PLAN = "plan"
+ELIGIBILITY = "eligibility"
+FREQUENCY = "frequency"
+EVENTS_INTAKE = "events.intake"
+CHANNELS = ("email", "sms", "webpush", "inapp")
+
+EVENTS_DELIVERY_KEY = "delivery"
+EVENTS_CANCELLED_KEY = "intent.cancelled"
+
+# A message redelivered this often (crash loop, not our own retries) is
+# dead-lettered by the broker itself.
+DELIVERY_LIMIT = 20
+
+
+def send_stage(channel: str) -> str:
+    return f"send.{channel}"
+
+
+def control_stage(service: str) -> str:
+    """Per-service queue of cancellations."""
+    return f"control.{service}"
+
+
+def work_stages() -> tuple[str, ...]:
+    return (PLAN, ELIGIBILITY, FREQUENCY, *(send_stage(c) for c in CHANNELS))
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str = "sendmesh"
+    retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+
+    @property
+    def work_exchange(self) -> str:
+        return f"{self.namespace}.work"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def inbox_exchange(self) -> str:
+        """Fan-out of new in-app messages to every inapp replica's watchers."""
+        return f"{self.namespace}.inbox"
+
+    def queue(self, stage: str) -> str:
+        return f"{self.namespace}.{stage}"
+
+    def delay_queue(self, stage: str, step: int) -> str:
+        return f"{self.queue(stage)}.delay.{step}"
+
+    def dead_letter_queue(self, stage: str) -> str:
+        return f"{self.queue(stage)}.dead"
+
+    def delay_step_for(self, attempt: int, at_least_s: float | None = None) -> int:
+        """Back-off step for the given attempt (1-based), never shorter than `at_least_s`."""
+        step = min(max(attempt - 1, 0), len(self.retry_delays_s) - 1)
+        if at_least_s is not None:
+            while step < len(self.retry_delays_s) - 1 and self.retry_delays_s[step] < at_least_s:
+                step += 1
+        return step
+
+    def stage_of(self, queue: str) -> str:
+        return queue.removeprefix(self.namespace + ".")
+
+    def all_queues(self, service_names: tuple[str, ...] = ()) -> list[str]:
+        stages = [*work_stages(), EVENTS_INTAKE, *(control_stage(s) for s in service_names)]
+        names: list[str] = []
+        for stage in stages:
+            names.append(self.queue(stage))
+            names.append(self.dead_letter_queue(stage))
+            names.extend(self.delay_queue(stage, i) for i in range(len(self.retry_delays_s)))
+        return names
+
+
+QUORUM: FieldTable = {"x-queue-type": "quorum"}
+
+
+async def declare_stage(channel: AbstractChannel, topo: Topology, stage: str) -> None:
+    """A work queue with its dead-letter queue and its delay queues."""
+    dead = topo.dead_letter_queue(stage)
+    await channel.declare_queue(dead, durable=True, arguments=QUORUM)
+    await channel.declare_queue(
+        topo.queue(stage),
+        durable=True,
+        arguments={
+            **QUORUM,
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+    for step, delay in enumerate(topo.retry_delays_s):
+        await channel.declare_queue(
+            topo.delay_queue(stage, step),
+            durable=True,
+            arguments={
+                **QUORUM,
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": topo.work_exchange,
+                "x-dead-letter-routing-key": stage,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+
+async def declare(channel: AbstractChannel, topo: Topology, services: tuple[str, ...] = ()) -> None:
+    """Declare everything; idempotent, run by every service at start-up."""
+    work = await channel.declare_exchange(topo.work_exchange, ExchangeType.DIRECT, durable=True)
+    events = await channel.declare_exchange(topo.events_exchange, ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(topo.inbox_exchange, ExchangeType.FANOUT, durable=True)
+    for stage in work_stages():
+        await declare_stage(channel, topo, stage)
+        queue = await channel.get_queue(topo.queue(stage), ensure=False)
+        await queue.bind(work, routing_key=stage)
+    await _declare_bound(channel, topo, EVENTS_INTAKE, work, events, EVENTS_DELIVERY_KEY)
+    for service in services:
+        stage = control_stage(service)
+        await _declare_bound(channel, topo, stage, work, events, EVENTS_CANCELLED_KEY)
+
+
+async def _declare_bound(
+    channel: AbstractChannel,
+    topo: Topology,
+    stage: str,
+    work: aio_pika.abc.AbstractExchange,
+    events: aio_pika.abc.AbstractExchange,
+    key: str,
+) -> None:
+    await declare_stage(channel, topo, stage)
+    queue = await channel.get_queue(topo.queue(stage), ensure=False)
+    # Bound to work too, so its delay queues can route retries back to it.
+    await queue.bind(work, routing_key=stage)
+    await queue.bind(events, routing_key=key)

@@ -1,0 +1,60 @@
+"""Database setup: async SQLModel on SQLite (embedded default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import SQLModel
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine for `url`; SQLite files get WAL, a busy timeout and full sync."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit survives power loss, not only a crash. We batch commits,
+    # so the fsync is paid once per batch.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+async def create_tables(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -> None:
+    """Create this service's tables (and only these) if they do not exist."""
+    tables = [m.__table__ for m in models]  # type: ignore[attr-defined]
+
+    def run(sync_conn: Any) -> None:
+        SQLModel.metadata.create_all(sync_conn, tables=tables)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+def insert_ignore(conn: AsyncConnection, table: Table | type[SQLModel]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect."""
+    tbl: Table = table if isinstance(table, Table) else table.__table__  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(tbl).on_conflict_do_nothing()
+    return sqlite.insert(tbl).on_conflict_do_nothing()
+
+
+def is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"

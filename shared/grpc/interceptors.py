@@ -1,0 +1,178 @@
+"""Server interceptors: metrics, authentication, and status mapping.
+
+Each wraps the method's behaviour so that it runs in the handler's own task:
+context variables it sets (the tenant) are seen by the servicer.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from shared import auth, metrics
+from shared.grpc.status import StatusError, internal, unauthenticated
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+Behaviour = Callable[..., Any]
+# Wraps one call: (behaviour, request, context, method, streaming) -> awaitable
+# result (unary) or async iterator (server streaming).
+Wrapper = Callable[[Behaviour, Any, grpc.aio.ServicerContext, str, bool], Any]
+
+# Health and reflection are open: probes and tools carry no tenant key.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _rebuild(handler: grpc.RpcMethodHandler, method: str, wrap: Wrapper) -> grpc.RpcMethodHandler:
+    def unary(behaviour: Behaviour) -> Behaviour:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await wrap(behaviour, request, context, method, False)
+
+        return call
+
+    def streaming(behaviour: Behaviour) -> Behaviour:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in wrap(behaviour, request, context, method, True):
+                yield item
+
+        return call
+
+    ser = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **ser)
+    # Client-streaming methods are not part of our APIs; pass them through.
+    return handler
+
+
+class _Wrapping(grpc.aio.ServerInterceptor, abc.ABC):
+    def wraps(self, method: str) -> bool:
+        return True
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not self.wraps(details.method):
+            return handler
+        return _rebuild(handler, details.method, self.wrap)
+
+    @abc.abstractmethod
+    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
+        """Return the call's result (unary) or an async iterator (stream)."""
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2)
+    return service, name
+
+
+class MetricsInterceptor(_Wrapping):
+    """grpc_server_* RED metrics, and every servicer error mapped to a status."""
+
+    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
+        service, name = _split(method)
+        if stream:
+            return self._stream(behaviour, request, ctx, service, name)
+        return self._unary(behaviour, request, ctx, service, name)
+
+    async def _unary(
+        self, behaviour: Behaviour, request: Any, ctx: Any, svc: str, name: str
+    ) -> Any:
+        metrics.GRPC_STARTED.labels("unary", svc, name).inc()
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            return await behaviour(request, ctx)
+        except StatusError as err:
+            code = err.code.name
+            await ctx.abort_with_status(rpc_status.to_status(err.status))
+        except Exception as err:
+            code = _code_of(ctx, err)
+            if code == "UNKNOWN":
+                log.exception("rpc_failed", method=name)
+                code = "INTERNAL"
+                await ctx.abort_with_status(rpc_status.to_status(internal().status))
+            raise
+        finally:
+            metrics.GRPC_HANDLED.labels("unary", svc, name, code).inc()
+            metrics.GRPC_HANDLING.labels("unary", svc, name).observe(time.perf_counter() - start)
+
+    async def _stream(
+        self, behaviour: Behaviour, request: Any, ctx: Any, svc: str, name: str
+    ) -> AsyncIterator[Any]:
+        metrics.GRPC_STARTED.labels("server_stream", svc, name).inc()
+        start = time.perf_counter()
+        code = "OK"
+        sent = metrics.GRPC_MSG_SENT.labels("server_stream", svc, name)
+        try:
+            async for item in behaviour(request, ctx):
+                sent.inc()
+                yield item
+        except StatusError as err:
+            code = err.code.name
+            await ctx.abort_with_status(rpc_status.to_status(err.status))
+        except Exception as err:
+            code = _code_of(ctx, err)
+            if code == "UNKNOWN":
+                log.exception("rpc_failed", method=name)
+                code = "INTERNAL"
+                await ctx.abort_with_status(rpc_status.to_status(internal().status))
+            raise
+        finally:
+            metrics.GRPC_HANDLED.labels("server_stream", svc, name, code).inc()
+            metrics.GRPC_HANDLING.labels("server_stream", svc, name).observe(
+                time.perf_counter() - start
+            )
+
+
+class AuthInterceptor(_Wrapping):
+    """Resolves the API key to a tenant, or ends the call UNAUTHENTICATED."""
+
+    def __init__(self, hashed_keys: dict[str, str]) -> None:
+        self._keys = hashed_keys
+
+    def wraps(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIXES)
+
+    def _authenticate(self, ctx: Any) -> None:
+        key = auth.key_from_metadata(ctx.invocation_metadata())
+        if key is None:
+            raise unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+        tenant = auth.tenant_for_key(key, self._keys)
+        if tenant is None:
+            raise unauthenticated("unknown or revoked API key")
+        auth.set_current_tenant(tenant)
+
+    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
+        if stream:
+            return self._stream(behaviour, request, ctx)
+        return self._unary(behaviour, request, ctx)
+
+    async def _unary(self, behaviour: Behaviour, request: Any, ctx: Any) -> Any:
+        self._authenticate(ctx)
+        return await behaviour(request, ctx)
+
+    async def _stream(self, behaviour: Behaviour, request: Any, ctx: Any) -> AsyncIterator[Any]:
+        self._authenticate(ctx)
+        async for item in behaviour(request, ctx):
+            yield item
+
+
+def _code_of(ctx: Any, err: BaseException) -> str:
+    if isinstance(err, grpc.aio.AbortError):
+        code = ctx.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    return "UNKNOWN"

@@ -1,0 +1,105 @@
+"""Metrics every service exports. Labels come from a closed set only:
+service, method, code, channel, provider, outcome, reason, queue
+(and the go-grpc-prometheus grpc_* names) — never a tenant, user or message id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+from shared import reasons
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# gRPC server RED, named as go-grpc-prometheus names them so dashboards work.
+GRPC_STARTED = Counter(
+    "grpc_server_started_total",
+    "RPCs started on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_HANDLING = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_MSG_SENT = Counter(
+    "grpc_server_msg_sent_total",
+    "Stream messages sent by the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+
+# Queue consumers.
+CONSUMED = Counter(
+    "sendmesh_consumer_messages_total",
+    "Messages a consumer finished with, by outcome (ok, retried, dead_lettered, requeued).",
+    ["queue", "outcome"],
+)
+CONSUMER_HANDLING = Histogram(
+    "sendmesh_consumer_batch_handling_seconds",
+    "Time to handle one batch: decode, decide, publish with confirms, ack.",
+    ["queue"],
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_BATCH = Histogram(
+    "sendmesh_consumer_batch_size_messages",
+    "Messages per consumed batch.",
+    ["queue"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+CONSUMER_IN_FLIGHT = Gauge(
+    "sendmesh_consumer_in_flight_messages",
+    "Messages received and not yet acknowledged.",
+    ["queue"],
+)
+PUBLISHED = Counter(
+    "sendmesh_bus_published_messages_total",
+    "Messages published with a broker confirm, by outcome (ok, failed).",
+    ["outcome"],
+)
+
+# Domain.
+INTENTS_RECEIVED = Counter(
+    "sendmesh_intents_received_total",
+    "Intents accepted by intake, by kind (duplicates not counted).",
+    ["kind"],
+)
+DECISIONS = Counter(
+    "sendmesh_decisions_total",
+    "Delivery decisions by the stage that made them, the state and the reason code.",
+    ["stage", "outcome", "reason"],
+)
+DELIVERIES = Counter(
+    "sendmesh_deliveries_total",
+    "Channel worker outcomes by channel, provider and outcome.",
+    ["channel", "provider", "outcome"],
+)
+END_TO_END = Histogram(
+    "sendmesh_delivery_latency_seconds",
+    "Accepted to sent, by channel.",
+    ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+OUTBOX_BACKLOG = Gauge(
+    "sendmesh_outbox_backlog_messages",
+    "Intents stored but not yet published to the plan queue.",
+)
+BUILD_INFO = Info("sendmesh_build", "Version of the running service.")
+
+
+def count_decision(stage: str, outcome: str, reason: str) -> None:
+    # Guard the label set: an unknown reason would be a new series per typo.
+    DECISIONS.labels(stage, outcome, reason if reason in reasons.ALL else "other").inc()
+
+
+def serve_metrics(host: str, port: int) -> object | None:
+    """Start the /metrics endpoint in a thread; port 0 means off."""
+    if port == 0:
+        return None
+    server, _thread = start_http_server(port, addr=host)
+    return server

@@ -1,0 +1,172 @@
+"""Runs one service: database, bus, gRPC server, consumers, metrics, and a
+graceful stop (NOT_SERVING, stop consuming, finish in-flight work, ack, exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from shared import db, metrics
+from shared.bus.publisher import Bus
+from shared.bus.topology import Topology
+from shared.grpc.server import LIVENESS, AddServicer, create_server
+from shared.logs import configure_logging, get_logger
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Component(Protocol):
+    """Anything with a life: consumers, relays, broadcasts, group commits."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Parts:
+    """What a service's wiring hands back to the runtime."""
+
+    servicers: Sequence[tuple[AddServicer, Any, str]] = ()
+    # Started in order, stopped in reverse order.
+    components: Sequence[Component] = ()
+
+
+@dataclass
+class Context:
+    """What a service's wiring gets to build its parts with."""
+
+    settings: ServiceSettings
+    bus: Bus
+    engine: AsyncEngine
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Build = Callable[[Context], Awaitable[Parts]]
+
+
+def topology_for(settings: ServiceSettings) -> Topology:
+    return Topology(settings.bus_namespace, settings.retry_delays_s)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        build: Build,
+        *,
+        tables: Sequence[type[SQLModel]] = (),
+        control_services: tuple[str, ...] = (),
+    ) -> None:
+        self.settings = settings
+        self._build = build
+        self._tables = tables
+        self._control_services = control_services
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._parts = Parts()
+        self._started: list[Component] = []
+        self._metrics_server: Any = None
+        self.bus: Bus | None = None
+        self.engine: AsyncEngine | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        configure_logging(s.service, s.log_level, s.log_format)
+        metrics.BUILD_INFO.info({"version": _version(), "service": s.service})
+        self._metrics_server = metrics.serve_metrics(s.metrics_host, s.metrics_port)
+        self.engine = db.create_engine(s.resolved_database_url())
+        await db.create_tables(self.engine, self._tables)
+        self.bus = Bus(
+            s.amqp_url.get_secret_value(),
+            topology_for(s),
+            f"sendmesh-{s.service}",
+            s.publish_timeout_s,
+        )
+        await self.bus.connect()
+        await self.bus.declare(self._control_services)
+        self._parts = await self._build(Context(s, self.bus, self.engine))
+        self._server, self._health, self.port = create_server(s, self._parts.servicers)
+        await self._server.start()
+        for component in self._parts.components:
+            await component.start()
+            self._started.append(component)
+        self._watch_broker()
+        await self._health.set(LIVENESS, SERVING)
+        await self._set_ready(True)
+        log.info("service_started", grpc_port=self.port, metrics_port=s.metrics_port)
+
+    def _watch_broker(self) -> None:
+        """Readiness follows the broker connection; liveness does not."""
+        conn = self.bus.connection if self.bus else None
+        if conn is None:
+            return
+        conn.close_callbacks.add(lambda *_: asyncio.ensure_future(self._set_ready(False)))
+        conn.reconnect_callbacks.add(lambda *_: asyncio.ensure_future(self._set_ready(True)))
+
+    async def _set_ready(self, ready: bool) -> None:
+        if self._health is None:
+            return
+        status = SERVING if ready else NOT_SERVING
+        await self._health.set("", status)
+        for _, _, name in self._parts.servicers:
+            await self._health.set(name, status)
+
+    async def stop(self) -> None:
+        grace = self.settings.shutdown_grace_s
+        log.info("service_stopping")
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        for component in reversed(self._started):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("component_stop_failed", component=type(component).__name__)
+        self._started.clear()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.bus is not None:
+            await self.bus.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        log.info("service_stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+
+def run(runtime: ServiceRuntime) -> None:
+    """The body of every `python -m services.<name>`."""
+    import uvloop
+
+    uvloop.run(runtime.run_until_signalled())
+
+
+def _version() -> str:
+    try:
+        return version("sendmesh")
+    except PackageNotFoundError:
+        return "dev"
