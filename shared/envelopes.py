@@ -1,0 +1,85 @@
+"""Building blocks for what stages put on the bus: decisions and events.
+
+Domain-free helpers on the generated types, so every stage reports the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeAlias
+
+from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.intent.v1 import intent_pb2
+
+from shared import metrics
+from shared.clock import now_timestamp
+
+State = intent_pb2.DeliveryState
+StateValue: TypeAlias = intent_pb2.DeliveryState.ValueType
+ChannelValue: TypeAlias = intent_pb2.Channel.ValueType
+
+STATE_NAMES = {
+    v.number: v.name.removeprefix("DELIVERY_STATE_").lower()
+    for v in intent_pb2.DeliveryState.DESCRIPTOR.values
+}
+CHANNEL_NAMES = {
+    v.number: v.name.removeprefix("CHANNEL_").lower() for v in intent_pb2.Channel.DESCRIPTOR.values
+}
+CHANNELS_BY_NAME = {name: number for number, name in CHANNEL_NAMES.items() if number}
+
+
+def decision(stage: str, state: StateValue, reason: str, detail: str = "") -> intent_pb2.Decision:
+    """A decision stamped now, and counted in sendmesh_decisions_total."""
+    metrics.count_decision(stage, STATE_NAMES.get(state, "unknown"), reason)
+    return intent_pb2.Decision(
+        stage=stage, state=state, reason=reason, detail=detail, at=now_timestamp()
+    )
+
+
+def event_for(
+    env: envelope_pb2.Envelope,
+    delivery: envelope_pb2.Delivery,
+    dec: intent_pb2.Decision,
+    provider: str = "",
+) -> envelope_pb2.DeliveryEvent:
+    """The event reporting `dec` for `delivery`, carrying its trail so far."""
+    return envelope_pb2.DeliveryEvent(
+        tenant_id=env.tenant_id,
+        intent_id=env.intent_id,
+        delivery_id=delivery.delivery_id,
+        user_id=delivery.user_id,
+        channel=delivery.channel,
+        decision=dec,
+        accepted_at=env.accepted_at,
+        provider=provider,
+        trail=[d for d in delivery.decisions if d != dec],
+    )
+
+
+def event_batch(events: Iterable[envelope_pb2.DeliveryEvent]) -> envelope_pb2.EventBatch:
+    return envelope_pb2.EventBatch(events=list(events))
+
+
+def onward(
+    env: envelope_pb2.Envelope, deliveries: list[envelope_pb2.Delivery]
+) -> envelope_pb2.Envelope:
+    """A copy of `env` for the next stage, with only `deliveries` and their profiles."""
+    out = envelope_pb2.Envelope(
+        tenant_id=env.tenant_id,
+        intent_id=env.intent_id,
+        intent=env.intent,
+        accepted_at=env.accepted_at,
+        deliveries=deliveries,
+    )
+    for user_id in {d.user_id for d in deliveries}:
+        if user_id in env.profiles:
+            out.profiles[user_id].CopyFrom(env.profiles[user_id])
+    return out
+
+
+def decode_envelope(body: bytes) -> envelope_pb2.Envelope:
+    env = envelope_pb2.Envelope()
+    env.ParseFromString(body)
+    if not env.intent_id or not env.tenant_id:
+        raise ValueError("envelope without intent_id or tenant_id")
+    return env
