@@ -25,7 +25,7 @@ class GroupCommit(Generic[T, R]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:

@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Column, DateTime, Table, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
-from sqlmodel import SQLModel
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL.
+
+    Stored as naive UTC, so both dialects compare and index them the same way.
+    """
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utc_field(*, nullable: bool = False, index: bool = False) -> Any:
+    """A SQLModel field holding an aware UTC datetime."""
+    column: Column[datetime] = Column(UtcDateTime(), nullable=nullable, index=index)
+    return Field(default=None, sa_column=column) if nullable else Field(sa_column=column)
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -39,7 +66,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 async def create_tables(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -> None:
     """Create this service's tables (and only these) if they do not exist."""
-    tables = [m.__table__ for m in models]  # type: ignore[attr-defined]
+    tables = [table_of(m) for m in models]
 
     def run(sync_conn: Any) -> None:
         SQLModel.metadata.create_all(sync_conn, tables=tables)
@@ -48,9 +75,15 @@ async def create_tables(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -
         await conn.run_sync(run)
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a SQLModel class, for bulk statements."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
 def insert_ignore(conn: AsyncConnection, table: Table | type[SQLModel]) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect."""
-    tbl: Table = table if isinstance(table, Table) else table.__table__  # type: ignore[attr-defined]
+    tbl = table if isinstance(table, Table) else table_of(table)
     if conn.dialect.name == "postgresql":
         return postgresql.insert(tbl).on_conflict_do_nothing()
     return sqlite.insert(tbl).on_conflict_do_nothing()

@@ -133,15 +133,13 @@ class ServiceRuntime:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         for component in reversed(self._started):
-            try:
-                await component.stop()
-            except Exception:
-                log.exception("component_stop_failed", component=type(component).__name__)
+            await _bounded(component.stop(), grace, type(component).__name__)
         self._started.clear()
         if self._server is not None:
             await self._server.stop(grace)
         if self.bus is not None:
-            await self.bus.close()
+            # A broker that stopped answering must not keep us from exiting.
+            await _bounded(self.bus.close(), BROKER_CLOSE_S, "bus")
         if self.engine is not None:
             await self.engine.dispose()
         if self._metrics_server is not None:
@@ -156,6 +154,18 @@ class ServiceRuntime:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+BROKER_CLOSE_S = 5.0
+
+
+async def _bounded(step: Awaitable[None], seconds: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.warning("stop_timed_out", component=what, seconds=seconds)
+    except Exception:
+        log.exception("stop_failed", component=what)
 
 
 def run(runtime: ServiceRuntime) -> None:

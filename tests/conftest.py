@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -52,22 +53,44 @@ def tenants() -> Tenants:
     return Tenants()
 
 
-@pytest.fixture
-async def namespace(amqp_url: str) -> AsyncIterator[str]:
-    """A bus namespace of this test's own; its queues are deleted afterwards."""
+@pytest.fixture(scope="session")
+async def session_namespace(amqp_url: str) -> AsyncIterator[str]:
+    """One bus namespace for the whole run, deleted at the end.
+
+    Every quorum queue is a Raft group on the broker: declaring and deleting
+    a full topology per test churns thousands of them and can wedge the
+    broker, so tests share one topology and start from empty queues instead.
+    """
     ns = "t" + uuid.uuid4().hex[:10]
     yield ns
-    topo = Topology(ns, TEST_RETRY_DELAYS)
+    await delete_namespace(amqp_url, Topology(ns, TEST_RETRY_DELAYS))
+
+
+@pytest.fixture
+async def namespace(amqp_url: str, session_namespace: str) -> str:
+    """The run's namespace, with every queue of it emptied for this test."""
+    topo = Topology(session_namespace, TEST_RETRY_DELAYS)
     conn = await aio_pika.connect(amqp_url)
     async with conn:
         for name in topo.all_queues(SERVICE_NAMES):
             channel = await conn.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                queue = await channel.get_queue(name, ensure=False)
+                await queue.purge()  # not declared yet: nothing to empty
+    return session_namespace
+
+
+async def delete_namespace(amqp_url: str, topo: Topology) -> None:
+    conn = await aio_pika.connect(amqp_url)
+    async with conn:
+        for name in topo.all_queues(SERVICE_NAMES):
+            channel = await conn.channel()
+            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
                 await channel.queue_delete(name)
-            except Exception:
-                pass  # never declared by this test
         channel = await conn.channel()
-        for name in (topo.work_exchange, topo.events_exchange, topo.inbox_exchange):
+        exchanges = [topo.work_exchange, topo.events_exchange, topo.inbox_exchange]
+        exchanges += [topo.delay_queue(i) for i in range(len(topo.retry_delays_s))]
+        for name in exchanges:
             await channel.exchange_delete(name)
 
 
@@ -84,12 +107,15 @@ SERVICE_NAMES = (
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each store test runs on SQLite and on PostgreSQL."""
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each store test runs on SQLite and on PostgreSQL (a database of its own)."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
     admin = request.getfixturevalue("pg_admin_url")
-    return await servers.create_pg_database(admin)
+    name = await servers.create_pg_database(admin)
+    yield servers.asyncpg_url(admin, name)
+    await servers.drop_pg_database(admin, name)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -110,7 +109,7 @@ def _pg_bin(name: str) -> str | None:
 
 
 async def create_pg_database(admin_url: str) -> str:
-    """A fresh, empty database; returns its SQLAlchemy asyncpg URL."""
+    """A fresh, empty database; returns its name."""
     import asyncpg
 
     name = "sendmesh_test_" + uuid.uuid4().hex[:12]
@@ -119,14 +118,19 @@ async def create_pg_database(admin_url: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    return name
+
+
+async def drop_pg_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def asyncpg_url(admin_url: str, name: str) -> str:
     base = admin_url.rsplit("/", 1)[0]
     return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

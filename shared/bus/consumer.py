@@ -52,7 +52,20 @@ def retry_later(
     """A copy of `body` for the delay queue of its next back-off step."""
     topo = bus.topology
     step = topo.delay_step_for(attempt, retry_after_s)
-    return Outbound("", topo.delay_queue(stage, step), body, headers={ATTEMPT_HEADER: attempt + 1})
+    return Outbound(topo.delay_queue(step), stage, body, headers={ATTEMPT_HEADER: attempt + 1})
+
+
+def dead_letter(
+    bus: Bus, stage: str, body: bytes, msg_type: str, attempt: int, reason: str, detail: str
+) -> Outbound:
+    """`body` for the stage's dead-letter queue, with why it ended there."""
+    headers: dict[str, str | int] = {
+        ATTEMPT_HEADER: attempt,
+        REASON_HEADER: reason,
+        ERROR_HEADER: detail[:1000],
+        STAGE_HEADER: stage,
+    }
+    return Outbound("", bus.topology.dead_letter_queue(stage), body, type=msg_type, headers=headers)
 
 
 class BatchConsumer(Generic[M]):
@@ -197,18 +210,14 @@ class BatchConsumer(Generic[M]):
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, detail: str
     ) -> None:
-        headers: dict[str, str | int] = {
-            ATTEMPT_HEADER: attempt_of(message),
-            REASON_HEADER: reason,
-            ERROR_HEADER: detail[:1000],
-            STAGE_HEADER: self.stage,
-        }
-        dead = Outbound(
-            "",
-            self.bus.topology.dead_letter_queue(self.stage),
+        dead = dead_letter(
+            self.bus,
+            self.stage,
             message.body,
-            type=message.type or "",
-            headers=headers,
+            message.type or "",
+            attempt_of(message),
+            reason,
+            detail,
         )
         log.warning("dead_lettered", queue=self.queue_name, reason=reason)
         if await self._publish_or_requeue([dead], [message]):

@@ -5,9 +5,14 @@ Names come from pure functions (dramatiq's q_name/dq_name/xq_name idea):
     <ns>.work            direct exchange; routing key = stage name
     <ns>.events          topic exchange; `delivery` (EventBatch), `intent.cancelled`
     <ns>.<stage>         quorum work queue (plan, eligibility, frequency, send.inapp, ...)
-    <ns>.<stage>.delay.N one wait queue per back-off step: fixed TTL, then
-                         dead-lettered back to <ns>.<stage>
+    <ns>.delay.N         fan-out exchange and wait queue per back-off step, shared
+                         by all stages: a retry is published there with its stage
+                         as routing key, waits the step's fixed TTL, and is
+                         dead-lettered to the work exchange with that key, so
+                         it returns to its own stage
     <ns>.<stage>.dead    dead letters, with the reason in headers
+
+Few queues on purpose: every quorum queue is a Raft group on the broker.
 """
 
 from __future__ import annotations
@@ -66,8 +71,9 @@ class Topology:
     def queue(self, stage: str) -> str:
         return f"{self.namespace}.{stage}"
 
-    def delay_queue(self, stage: str, step: int) -> str:
-        return f"{self.queue(stage)}.delay.{step}"
+    def delay_queue(self, step: int) -> str:
+        """Also the name of the step's exchange."""
+        return f"{self.namespace}.delay.{step}"
 
     def dead_letter_queue(self, stage: str) -> str:
         return f"{self.queue(stage)}.dead"
@@ -84,12 +90,12 @@ class Topology:
         return queue.removeprefix(self.namespace + ".")
 
     def all_queues(self, service_names: tuple[str, ...] = ()) -> list[str]:
-        stages = [*work_stages(), EVENTS_INTAKE, *(control_stage(s) for s in service_names)]
-        names: list[str] = []
+        controls = dict.fromkeys((*CHANNELS, *service_names))
+        stages = [*work_stages(), EVENTS_INTAKE, *(control_stage(s) for s in controls)]
+        names = [self.delay_queue(i) for i in range(len(self.retry_delays_s))]
         for stage in stages:
             names.append(self.queue(stage))
             names.append(self.dead_letter_queue(stage))
-            names.extend(self.delay_queue(stage, i) for i in range(len(self.retry_delays_s)))
         return names
 
 
@@ -97,7 +103,7 @@ QUORUM: FieldTable = {"x-queue-type": "quorum"}
 
 
 async def declare_stage(channel: AbstractChannel, topo: Topology, stage: str) -> None:
-    """A work queue with its dead-letter queue and its delay queues."""
+    """A work queue with its dead-letter queue."""
     dead = topo.dead_letter_queue(stage)
     await channel.declare_queue(dead, durable=True, arguments=QUORUM)
     await channel.declare_queue(
@@ -112,19 +118,26 @@ async def declare_stage(channel: AbstractChannel, topo: Topology, stage: str) ->
             "x-overflow": "reject-publish",
         },
     )
+
+
+async def declare_delays(channel: AbstractChannel, topo: Topology) -> None:
+    """One exchange and wait queue per back-off step, shared by every stage."""
     for step, delay in enumerate(topo.retry_delays_s):
-        await channel.declare_queue(
-            topo.delay_queue(stage, step),
+        name = topo.delay_queue(step)
+        exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(
+            name,
             durable=True,
             arguments={
                 **QUORUM,
                 "x-message-ttl": int(delay * 1000),
+                # No dead-letter routing key: the message keeps its stage.
                 "x-dead-letter-exchange": topo.work_exchange,
-                "x-dead-letter-routing-key": stage,
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
             },
         )
+        await queue.bind(exchange)
 
 
 async def declare(channel: AbstractChannel, topo: Topology, services: tuple[str, ...] = ()) -> None:
@@ -132,12 +145,15 @@ async def declare(channel: AbstractChannel, topo: Topology, services: tuple[str,
     work = await channel.declare_exchange(topo.work_exchange, ExchangeType.DIRECT, durable=True)
     events = await channel.declare_exchange(topo.events_exchange, ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(topo.inbox_exchange, ExchangeType.FANOUT, durable=True)
+    await declare_delays(channel, topo)
     for stage in work_stages():
         await declare_stage(channel, topo, stage)
         queue = await channel.get_queue(topo.queue(stage), ensure=False)
         await queue.bind(work, routing_key=stage)
     await _declare_bound(channel, topo, EVENTS_INTAKE, work, events, EVENTS_DELIVERY_KEY)
-    for service in services:
+    # Every channel worker's control queue exists whoever starts first, so a
+    # cancellation published before a worker ever ran is kept, not unroutable.
+    for service in dict.fromkeys((*CHANNELS, *services)):
         stage = control_stage(service)
         await _declare_bound(channel, topo, stage, work, events, EVENTS_CANCELLED_KEY)
 

@@ -21,15 +21,15 @@ async def publish_to_stage(amqp_url: str, topo: Topology, stage: str, msg: Messa
 
 
 async def drain(
-    amqp_url: str, queue_name: str, expect: int, timeout: float = 10.0
+    amqp_url: str, queue_name: str, expect: int, within: float = 10.0
 ) -> list[AbstractIncomingMessage]:
-    """Take `expect` messages off a queue (acking them), or fail after `timeout`."""
+    """Take `expect` messages off a queue (acking them), or give up after `within` seconds."""
     conn = await aio_pika.connect(amqp_url)
     got: list[AbstractIncomingMessage] = []
     async with conn:
         channel = await conn.channel()
         queue = await channel.get_queue(queue_name, ensure=False)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while len(got) < expect and asyncio.get_running_loop().time() < deadline:
             message = await queue.get(no_ack=True, fail=False)
             if message is None:
