@@ -1,0 +1,68 @@
+"""python -m services.intake"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
+
+from services.intake.consumer import EventsConsumer, decode_events
+from services.intake.outbox import OutboxRelay
+from services.intake.server import IntakeServicer, store_and_count
+from services.intake.settings import IntakeSettings
+from services.intake.store import TABLES, IntakeStore, NewIntent, Stored
+from shared.batching import GroupCommit
+from shared.bus import topology
+from shared.bus.broadcast import Broadcast
+from shared.bus.consumer import BatchConsumer
+from shared.runtime import Context, Parts, ServiceRuntime, run
+from shared.settings import load_settings
+
+SERVICE = intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name
+
+
+def events_by_intent(body: bytes) -> Iterable[tuple[Hashable, envelope_pb2.DeliveryEvent]]:
+    for event in decode_events(body).events:
+        yield (event.tenant_id, event.intent_id), event
+
+
+def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
+    async def build(ctx: Context) -> Parts:
+        store = IntakeStore(ctx.engine)
+        relay = OutboxRelay(
+            store, ctx.bus, poll_s=settings.outbox_poll_s, batch=settings.outbox_batch
+        )
+
+        async def flush(items: list[NewIntent]) -> list[Stored]:
+            stored = await store_and_count(store, items)
+            relay.notify()
+            return stored
+
+        committer: GroupCommit[NewIntent, Stored] = GroupCommit(flush)
+        watch = Broadcast(
+            ctx.bus,
+            ctx.bus.topology.events_exchange,
+            topology.EVENTS_DELIVERY_KEY,
+            events_by_intent,
+        )
+        events = BatchConsumer(
+            ctx.bus,
+            topology.EVENTS_INTAKE,
+            decode_events,
+            EventsConsumer(store).handle,
+            prefetch=settings.prefetch,
+            batch_size=settings.batch_size,
+            max_attempts=settings.max_attempts,
+        )
+        servicer = IntakeServicer(store, committer, watch, relay.notify)
+        return Parts(
+            servicers=[(intake_pb2_grpc.add_IntakeServicer_to_server, servicer, SERVICE)],
+            components=[committer, relay, watch, events],
+        )
+
+    return ServiceRuntime(settings, build, tables=TABLES)
+
+
+if __name__ == "__main__":
+    run(create_runtime(load_settings(IntakeSettings)))

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class IntakeSettings(ServiceSettings):
+    service: str = "intake"
+    grpc_port: int = 50051
+    metrics_port: int = 9101
+    # The relay is woken by every commit; this is the repair sweep after a
+    # crash or a broker outage.
+    outbox_poll_s: float = Field(1.0, gt=0)
+    outbox_batch: int = Field(500, ge=1, le=5000)

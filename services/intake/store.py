@@ -1,0 +1,400 @@
+"""Intake's tables and queries: intents, the outbox, delivery status.
+
+Every hot query is batched: a group of submits is one transaction, a batch
+of events is one read and two writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sendmesh.bus.v1 import envelope_pb2
+from sqlalchemy import Index, LargeBinary, UniqueConstraint, and_, delete, not_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Column, Field, SQLModel, col
+
+from services.intake import lifecycle
+from shared.bus.topology import EVENTS_CANCELLED_KEY as CANCELLED_KEY
+from shared.bus.topology import PLAN as PLAN_STAGE
+from shared.db import insert_ignore, is_postgres, table_of, utc_field
+
+
+class IntentRow(SQLModel, table=True):
+    __tablename__ = "intents"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_intents_idempotency"),
+        Index("ix_intents_cancel_key", "tenant_id", "cancel_key"),
+    )
+    intent_id: str = Field(primary_key=True)
+    tenant_id: str
+    idempotency_key: str
+    fingerprint: str
+    cancel_key: str | None = None
+    accepted_at: datetime = utc_field()
+    cancelled_at: datetime | None = utc_field(nullable=True)
+    # The SendIntent as submitted (serialized protobuf).
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """Messages committed with the change they announce, not yet confirmed by the broker."""
+
+    __tablename__ = "outbox"
+    # Never reuse an id: the relay deletes by id what it published, and a
+    # reused id would delete a newer row that was never published.
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: int | None = Field(default=None, primary_key=True)
+    intent_id: str = Field(index=True)
+    # Logical target: WORK (routing key = stage) or EVENTS (routing key = event key).
+    target: str
+    routing_key: str
+    type: str
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+WORK, EVENTS = "work", "events"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    target: str
+    routing_key: str
+    type: str
+    body: bytes
+
+
+class DeliveryRow(SQLModel, table=True):
+    """The current state of one recipient on one channel."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_intent", "tenant_id", "intent_id"),)
+    delivery_id: str = Field(primary_key=True)
+    tenant_id: str
+    intent_id: str
+    user_id: str
+    channel: int
+    state: int
+    reason: str
+    stage: str
+    detail: str = ""
+    at: datetime = utc_field()
+
+
+class DecisionRow(SQLModel, table=True):
+    """Every decision reported for a delivery: the explanation of its state."""
+
+    __tablename__ = "delivery_decisions"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "stage", "state", name="uq_decision"),
+        Index("ix_decisions_intent", "tenant_id", "intent_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str
+    intent_id: str
+    delivery_id: str
+    stage: str
+    state: int
+    reason: str
+    detail: str = ""
+    at: datetime = utc_field()
+
+
+TABLES = (IntentRow, OutboxRow, DeliveryRow, DecisionRow)
+
+
+@dataclass(frozen=True)
+class NewIntent:
+    intent_id: str
+    tenant_id: str
+    idempotency_key: str
+    fingerprint: str
+    cancel_key: str | None
+    accepted_at: datetime
+    payload: bytes
+    envelope: bytes
+    envelope_type: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What happened to one NewIntent: stored, a replay of an earlier one, or a conflict."""
+
+    intent_id: str
+    accepted_at: datetime
+    duplicate: bool = False
+    conflict: bool = False
+
+
+class IntakeStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def store_intents(self, items: Sequence[NewIntent]) -> list[Stored]:
+        """Store intents and their outbox rows in one transaction, idempotently."""
+        async with self.engine.begin() as conn:
+            known = await self._existing(conn, items)
+            fresh: dict[tuple[str, str], NewIntent] = {}
+            for item in items:
+                key = (item.tenant_id, item.idempotency_key)
+                if key not in known and key not in fresh:
+                    fresh[key] = item
+            if fresh:
+                await self._insert(conn, list(fresh.values()))
+                # Another replica may have won a race for some keys.
+                known.update(await self._existing(conn, items))
+        return [self._outcome(item, known) for item in items]
+
+    @staticmethod
+    def _outcome(item: NewIntent, known: dict[tuple[str, str], IntentRow]) -> Stored:
+        row = known[(item.tenant_id, item.idempotency_key)]
+        if row.intent_id == item.intent_id:
+            return Stored(row.intent_id, row.accepted_at)
+        if row.fingerprint != item.fingerprint:
+            return Stored(row.intent_id, row.accepted_at, conflict=True)
+        return Stored(row.intent_id, row.accepted_at, duplicate=True)
+
+    async def _existing(
+        self, conn: AsyncConnection, items: Sequence[NewIntent]
+    ) -> dict[tuple[str, str], IntentRow]:
+        found: dict[tuple[str, str], IntentRow] = {}
+        for tenant in {i.tenant_id for i in items}:
+            keys = list({i.idempotency_key for i in items if i.tenant_id == tenant})
+            stmt = select(
+                col(IntentRow.intent_id),
+                col(IntentRow.idempotency_key),
+                col(IntentRow.fingerprint),
+                col(IntentRow.accepted_at),
+            ).where(col(IntentRow.tenant_id) == tenant, col(IntentRow.idempotency_key).in_(keys))
+            for intent_id, key, fp, accepted in (await conn.execute(stmt)).all():
+                found[(tenant, key)] = IntentRow(
+                    intent_id=intent_id,
+                    tenant_id=tenant,
+                    idempotency_key=key,
+                    fingerprint=fp,
+                    accepted_at=accepted,
+                    payload=b"",
+                )
+        return found
+
+    async def _insert(self, conn: AsyncConnection, items: list[NewIntent]) -> None:
+        intents = [
+            {
+                "intent_id": i.intent_id,
+                "tenant_id": i.tenant_id,
+                "idempotency_key": i.idempotency_key,
+                "fingerprint": i.fingerprint,
+                "cancel_key": i.cancel_key,
+                "accepted_at": i.accepted_at,
+                "payload": i.payload,
+            }
+            for i in items
+        ]
+        await conn.execute(insert_ignore(conn, IntentRow), intents)
+        # Only the intents this transaction really created get an outbox row.
+        stmt = select(col(IntentRow.intent_id)).where(
+            col(IntentRow.intent_id).in_([i.intent_id for i in items])
+        )
+        created = set((await conn.execute(stmt)).scalars())
+        rows = [
+            {
+                "intent_id": i.intent_id,
+                "target": WORK,
+                "routing_key": PLAN_STAGE,
+                "type": i.envelope_type,
+                "body": i.envelope,
+            }
+            for i in items
+            if i.intent_id in created
+        ]
+        if rows:
+            await conn.execute(table_of(OutboxRow).insert(), rows)
+
+    # -- the outbox ---------------------------------------------------------
+
+    async def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        async with self.engine.connect() as conn:
+            stmt = (
+                select(
+                    col(OutboxRow.id),
+                    col(OutboxRow.target),
+                    col(OutboxRow.routing_key),
+                    col(OutboxRow.type),
+                    col(OutboxRow.body),
+                )
+                .order_by(col(OutboxRow.id))
+                .limit(limit)
+            )
+            return [
+                OutboxMessage(row_id or 0, target, key, kind, body)
+                for row_id, target, key, kind, body in (await conn.execute(stmt)).all()
+            ]
+
+    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(OutboxRow).where(col(OutboxRow.id).in_(ids)))
+
+    async def outbox_backlog(self) -> int:
+        from sqlalchemy import func
+
+        async with self.engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(OutboxRow))).scalar_one()
+            )
+
+    # -- reading and cancelling --------------------------------------------
+
+    async def get_intent(self, tenant_id: str, intent_id: str) -> IntentRow | None:
+        async with self.engine.connect() as conn:
+            stmt = select(IntentRow).where(
+                col(IntentRow.tenant_id) == tenant_id, col(IntentRow.intent_id) == intent_id
+            )
+            row = (await conn.execute(stmt)).first()
+            return IntentRow.model_validate(row._mapping) if row else None
+
+    async def deliveries(
+        self, tenant_id: str, intent_id: str
+    ) -> tuple[list[DeliveryRow], list[DecisionRow]]:
+        async with self.engine.connect() as conn:
+            current = await conn.execute(
+                select(DeliveryRow)
+                .where(
+                    col(DeliveryRow.tenant_id) == tenant_id, col(DeliveryRow.intent_id) == intent_id
+                )
+                .order_by(col(DeliveryRow.user_id), col(DeliveryRow.channel))
+            )
+            history = await conn.execute(
+                select(DecisionRow)
+                .where(
+                    col(DecisionRow.tenant_id) == tenant_id, col(DecisionRow.intent_id) == intent_id
+                )
+                .order_by(col(DecisionRow.at), col(DecisionRow.id))
+            )
+            return (
+                [DeliveryRow.model_validate(r._mapping) for r in current.all()],
+                [DecisionRow.model_validate(r._mapping) for r in history.all()],
+            )
+
+    async def cancel(
+        self,
+        tenant_id: str,
+        now: datetime,
+        announce: Callable[[str], tuple[str, bytes]],
+        *,
+        intent_id: str = "",
+        cancel_key: str = "",
+    ) -> list[str]:
+        """Mark open intents cancelled, drop their unpublished envelopes, and queue
+        the announcement (`announce(intent_id)` -> (type, body)) in the same
+        transaction, so every stage hears of it even if we crash right after."""
+        async with self.engine.begin() as conn:
+            cond = [col(IntentRow.tenant_id) == tenant_id, col(IntentRow.cancelled_at).is_(None)]
+            cond.append(
+                col(IntentRow.intent_id) == intent_id
+                if intent_id
+                else col(IntentRow.cancel_key) == cancel_key
+            )
+            ids = list(
+                (await conn.execute(select(col(IntentRow.intent_id)).where(*cond))).scalars()
+            )
+            if not ids:
+                return []
+            await conn.execute(
+                update(IntentRow).where(col(IntentRow.intent_id).in_(ids)).values(cancelled_at=now)
+            )
+            await conn.execute(delete(OutboxRow).where(col(OutboxRow.intent_id).in_(ids)))
+            rows = []
+            for cancelled in ids:
+                msg_type, body = announce(cancelled)
+                rows.append(
+                    {
+                        "intent_id": cancelled,
+                        "target": EVENTS,
+                        "type": msg_type,
+                        "routing_key": CANCELLED_KEY,
+                        "body": body,
+                    }
+                )
+            await conn.execute(table_of(OutboxRow).insert(), rows)
+            return ids
+
+    # -- events ---------------------------------------------------------------
+
+    async def apply_events(self, events: Sequence[envelope_pb2.DeliveryEvent]) -> None:
+        """Fold a batch of events into current state and history: two statements."""
+        if not events:
+            return
+        latest: dict[str, envelope_pb2.DeliveryEvent] = {}
+        for event in events:
+            seen = latest.get(event.delivery_id)
+            if seen is None or lifecycle.supersedes(
+                event.decision.state, _at(event), seen.decision.state, _at(seen)
+            ):
+                latest[event.delivery_id] = event
+        history = [row for event in events for row in _history_rows(event)]
+        async with self.engine.begin() as conn:
+            await conn.execute(_upsert_current(conn), [_current_row(e) for e in latest.values()])
+            await conn.execute(insert_ignore(conn, DecisionRow), history)
+
+
+def _at(event: envelope_pb2.DeliveryEvent) -> datetime:
+    return event.decision.at.ToDatetime(tzinfo=UTC)
+
+
+def _current_row(event: envelope_pb2.DeliveryEvent) -> dict[str, object]:
+    dec = event.decision
+    return {
+        "delivery_id": event.delivery_id,
+        "tenant_id": event.tenant_id,
+        "intent_id": event.intent_id,
+        "user_id": event.user_id,
+        "channel": event.channel,
+        "state": dec.state,
+        "reason": dec.reason,
+        "stage": dec.stage,
+        "detail": dec.detail,
+        "at": _at(event),
+    }
+
+
+def _upsert_current(conn: AsyncConnection) -> Insert:
+    """Insert, or replace the current decision when `lifecycle.supersedes` says so.
+
+    The rule lives in the statement itself, so replicas folding events for
+    the same delivery at the same time cannot lose an update.
+    """
+    table = table_of(DeliveryRow)
+    ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+    new, cur = ins.excluded, table.c
+    # Plain equalities: an expanding IN cannot be used with executemany.
+    final = sorted(lifecycle.FINAL)
+    new_final = or_(*(new.state == s for s in final))
+    cur_final = or_(*(cur.state == s for s in final))
+    wins = or_(
+        and_(new_final, not_(cur_final)), and_(or_(new_final, not_(cur_final)), new.at >= cur.at)
+    )
+    return ins.on_conflict_do_update(
+        index_elements=[cur.delivery_id],
+        set_={k: new[k] for k in ("state", "reason", "stage", "detail", "at")},
+        where=wins,
+    )
+
+
+def _history_rows(event: envelope_pb2.DeliveryEvent) -> list[dict[str, object]]:
+    return [
+        {
+            "tenant_id": event.tenant_id,
+            "intent_id": event.intent_id,
+            "delivery_id": event.delivery_id,
+            "stage": d.stage,
+            "state": d.state,
+            "reason": d.reason,
+            "detail": d.detail,
+            "at": d.at.ToDatetime(tzinfo=UTC),
+        }
+        for d in [*event.trail, event.decision]
+    ]
