@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class ProfileSettings(ServiceSettings):
+    service: str = "profile"
+    grpc_port: int = 50052
+    metrics_port: int = 9102
+    # Deliveries per envelope on the eligibility queue: a fan-out pays one
+    # broker hop per this many recipients x channels, not one per recipient.
+    envelope_deliveries: int = Field(500, ge=1, le=10_000)
