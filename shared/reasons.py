@@ -19,6 +19,8 @@ DUPLICATE = "duplicate"
 PROVIDER_ERROR = "provider_error"
 MAX_ATTEMPTS = "max_attempts"
 UNDECODABLE = "undecodable"
+TEMPLATE_NOT_FOUND = "template_not_found"
+WRONG_CHANNEL = "wrong_channel"
 
 ALL = frozenset(
     {
@@ -36,5 +38,7 @@ ALL = frozenset(
         PROVIDER_ERROR,
         MAX_ATTEMPTS,
         UNDECODABLE,
+        TEMPLATE_NOT_FOUND,
+        WRONG_CHANNEL,
     }
 )

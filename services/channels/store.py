@@ -1,0 +1,189 @@
+"""The channel worker's own records: which deliveries it sent, which intents
+were cancelled. Every query takes a whole batch: one round trip per table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import DateTime, Table, bindparam, case, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from shared.clock import utcnow
+from shared.db import insert_ignore
+
+# (tenant_id, delivery_id) and (tenant_id, intent_id)
+DeliveryKey = tuple[str, str]
+IntentKey = tuple[str, str]
+
+
+class DeliveryRecord(SQLModel, table=True):
+    """One delivery as this worker saw it: sending, sent, failed or dead."""
+
+    __tablename__ = "channel_deliveries"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    delivery_id: str = Field(primary_key=True, max_length=64)
+    intent_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    attempts: int = 0
+    provider: str = Field(default="", max_length=64)
+    provider_message_id: str = Field(default="", max_length=256)
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class CancelledIntent(SQLModel, table=True):
+    """An intent whose deliveries must not be sent any more."""
+
+    __tablename__ = "channel_cancelled_intents"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    intent_id: str = Field(primary_key=True, max_length=64)
+    cancelled_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+TABLES: tuple[type[SQLModel], ...] = (DeliveryRecord, CancelledIntent)
+
+
+@dataclass(frozen=True)
+class Claim:
+    tenant_id: str
+    delivery_id: str
+    intent_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tenant_id: str
+    delivery_id: str
+    state: str
+    provider_message_id: str = ""
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def _insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def cancelled_intents(engine: AsyncEngine, keys: Iterable[IntentKey]) -> set[IntentKey]:
+    """Which of `keys` (tenant, intent) were cancelled."""
+    wanted = list(set(keys))
+    if not wanted:
+        return set()
+    table = _table(CancelledIntent)
+    query = select(table.c.tenant_id, table.c.intent_id).where(
+        tuple_(table.c.tenant_id, table.c.intent_id).in_(wanted)
+    )
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        return {(r.tenant_id, r.intent_id) for r in rows}
+
+
+async def record_cancellations(
+    engine: AsyncEngine, keys: Iterable[IntentKey], at: datetime | None = None
+) -> None:
+    """Remember cancelled intents; a repeated cancellation changes nothing."""
+    when = at or utcnow()
+    rows = [{"tenant_id": t, "intent_id": i, "cancelled_at": when} for t, i in set(keys)]
+    if not rows:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(insert_ignore(conn, CancelledIntent), rows)
+
+
+async def claim(
+    engine: AsyncEngine, claims: Sequence[Claim], provider: str
+) -> dict[DeliveryKey, int]:
+    """Mark deliveries `sending` with one more attempt; returns their attempt counts.
+
+    A delivery already `sent` is left alone and missing from the answer: that
+    is the dedup. A `dead` one (replayed from dead letters) starts again at 1.
+    `claims` must not repeat a delivery (PostgreSQL refuses to update one row
+    twice in a statement).
+    """
+    if not claims:
+        return {}
+    table = _table(DeliveryRecord)
+    now = utcnow()
+    rows = [
+        {
+            "tenant_id": c.tenant_id,
+            "delivery_id": c.delivery_id,
+            "intent_id": c.intent_id,
+            "state": "sending",
+            "attempts": 1,
+            "provider": provider,
+            "provider_message_id": "",
+            "updated_at": now,
+        }
+        for c in claims
+    ]
+    async with engine.begin() as conn:
+        stmt = _insert(conn, table)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[table.c.tenant_id, table.c.delivery_id],
+            set_={
+                "state": "sending",
+                # A dead delivery replayed from dead letters gets a fresh budget.
+                "attempts": case((table.c.state == "dead", 1), else_=table.c.attempts + 1),
+                "provider": stmt.excluded.provider,
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=table.c.state != "sent",
+        ).returning(table.c.tenant_id, table.c.delivery_id, table.c.attempts)
+        result = await conn.execute(upsert, rows)
+        return {(r.tenant_id, r.delivery_id): r.attempts for r in result}
+
+
+async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
+    """Store each delivery's new state, in one statement for the batch."""
+    if not outcomes:
+        return
+    table = _table(DeliveryRecord)
+    stmt = (
+        table.update()
+        .where(table.c.tenant_id == bindparam("b_tenant"))
+        .where(table.c.delivery_id == bindparam("b_delivery"))
+        .values(
+            state=bindparam("b_state"),
+            provider_message_id=bindparam("b_message"),
+            updated_at=bindparam("b_at"),
+        )
+    )
+    now = utcnow()
+    params = [
+        {
+            "b_tenant": o.tenant_id,
+            "b_delivery": o.delivery_id,
+            "b_state": o.state,
+            "b_message": o.provider_message_id,
+            "b_at": now,
+        }
+        for o in outcomes
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(stmt, params)
+
+
+async def delivery_records(
+    engine: AsyncEngine, keys: Iterable[DeliveryKey]
+) -> list[DeliveryRecord]:
+    """The records of the given deliveries (for status views and tests)."""
+    wanted = list(set(keys))
+    if not wanted:
+        return []
+    table = _table(DeliveryRecord)
+    query = select(table).where(tuple_(table.c.tenant_id, table.c.delivery_id).in_(wanted))
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        return [DeliveryRecord.model_validate(dict(r._mapping)) for r in rows]

@@ -1,0 +1,244 @@
+"""send.<channel> queue -> provider -> events (and delay or dead-letter queues).
+
+Per consumed batch: skip cancelled intents, skip deliveries already sent,
+claim the rest (one statement), send them in one provider call, record the
+outcomes (one statement), and report everything in one EventBatch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.intent.v1 import intent_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.channels import store
+from services.channels.outcomes import RECORD_STATE, Action, action_for
+from services.channels.prepare import prepare
+from services.channels.provider import OutgoingMessage, Provider, SendResult, transient
+from shared import envelopes, metrics, reasons
+from shared.bus import topology
+from shared.bus.consumer import dead_letter, retry_later
+from shared.bus.publisher import Bus, Outbound, to_events
+from shared.clock import from_timestamp, now_timestamp, utcnow
+from shared.envelopes import State, StateValue
+from shared.errors import PermanentError, TransientError
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+Envelope = envelope_pb2.Envelope
+Delivery = envelope_pb2.Delivery
+
+
+@dataclass(frozen=True)
+class Item:
+    """One delivery of one consumed envelope."""
+
+    env: Envelope
+    delivery: Delivery
+
+    @property
+    def key(self) -> store.DeliveryKey:
+        return (self.env.tenant_id, self.delivery.delivery_id)
+
+
+@dataclass
+class Report:
+    """What a batch produces: events, and envelopes for delay or dead-letter queues."""
+
+    events: list[envelope_pb2.DeliveryEvent] = field(default_factory=list)
+    retries: dict[tuple[int, int], list[tuple[Item, SendResult]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    dead: dict[int, list[tuple[Item, SendResult, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+
+class ChannelWorker:
+    def __init__(
+        self, bus: Bus, engine: AsyncEngine, provider: Provider, channel: str, max_attempts: int
+    ) -> None:
+        self.bus = bus
+        self.engine = engine
+        self.provider = provider
+        self.channel = channel
+        self.stage = topology.send_stage(channel)
+        self.max_attempts = max_attempts
+
+    async def handle(self, batch: list[Envelope]) -> list[Outbound]:
+        report = Report()
+        items = await self._not_cancelled(batch, report)
+        claimed = await self._claim(items, report)
+        to_send = [item for item in items if item.key in claimed]
+        results = await self._send(to_send)
+        actions = {
+            item.key: action_for(results[item.key], claimed[item.key], self.max_attempts)
+            for item in to_send
+        }
+        await self._record(to_send, results, actions)
+        for item in to_send:
+            self._report(item, results[item.key], actions[item.key], claimed[item.key], report)
+        return self._outbound(report)
+
+    async def _not_cancelled(self, batch: list[Envelope], report: Report) -> list[Item]:
+        """Every delivery once, less those of cancelled intents (reported CANCELLED)."""
+        cancelled = await store.cancelled_intents(
+            self.engine, {(env.tenant_id, env.intent_id) for env in batch}
+        )
+        items: list[Item] = []
+        seen: set[store.DeliveryKey] = set()
+        for env in batch:
+            for delivery in env.deliveries:
+                item = Item(env, delivery)
+                if item.key in seen:
+                    self._count("duplicate")  # the same envelope twice in one batch
+                elif (env.tenant_id, env.intent_id) in cancelled:
+                    self._event(item, State.DELIVERY_STATE_CANCELLED, reasons.CANCELLED, report)
+                    self._count("cancelled")
+                else:
+                    items.append(item)
+                seen.add(item.key)
+        return items
+
+    async def _claim(self, items: list[Item], report: Report) -> dict[store.DeliveryKey, int]:
+        """Attempt counts of the deliveries to send now; those already sent are skipped."""
+        claims = [store.Claim(*item.key, item.env.intent_id) for item in items]
+        claimed = await store.claim(self.engine, claims, self.provider.name)
+        for item in items:
+            if item.key not in claimed:
+                self._report_again(item, report)
+                self._count("duplicate")
+        return claimed
+
+    def _report_again(self, item: Item, report: Report) -> None:
+        """Report SENT again for a delivery sent before: the first report may be
+        the one that was lost (a crash after recording, before publishing).
+        Not counted as a new decision; event consumers must be idempotent anyway."""
+        dec = intent_pb2.Decision(
+            stage=self.channel,
+            state=State.DELIVERY_STATE_SENT,
+            reason=reasons.SENT,
+            detail="already sent; reported again",
+            at=now_timestamp(),
+        )
+        report.events.append(
+            envelopes.event_for(item.env, item.delivery, dec, provider=self.provider.name)
+        )
+
+    async def _send(self, items: list[Item]) -> dict[store.DeliveryKey, SendResult]:
+        """Each item's result: unsendable ones fail here, the rest go to the provider."""
+        results: dict[store.DeliveryKey, SendResult] = {}
+        messages: dict[str, tuple[Item, OutgoingMessage]] = {}
+        for item in items:
+            prepared = prepare(item.env, item.delivery, self.channel)
+            if isinstance(prepared, SendResult):
+                results[item.key] = prepared
+            else:
+                messages[prepared.delivery_id] = (item, prepared)
+        answers = await self._call_provider([m for _, m in messages.values()])
+        for delivery_id, (item, _) in messages.items():
+            results[item.key] = answers.get(delivery_id) or transient(
+                delivery_id, reasons.PROVIDER_ERROR, f"{self.provider.name} gave no answer"
+            )
+        return results
+
+    async def _record(
+        self,
+        items: list[Item],
+        results: dict[store.DeliveryKey, SendResult],
+        actions: dict[store.DeliveryKey, Action],
+    ) -> None:
+        outcomes = [
+            store.Outcome(
+                *item.key, RECORD_STATE[actions[item.key]], results[item.key].provider_message_id
+            )
+            for item in items
+        ]
+        await store.record_outcomes(self.engine, outcomes)
+
+    async def _call_provider(self, messages: Sequence[OutgoingMessage]) -> dict[str, SendResult]:
+        if not messages:
+            return {}
+        try:
+            answers = await self.provider.send(messages)
+        except TransientError as err:  # the whole call failed, e.g. the vendor is down
+            return {
+                m.delivery_id: transient(m.delivery_id, err.reason, err.detail, err.retry_after_s)
+                for m in messages
+            }
+        except PermanentError as err:
+            return {
+                m.delivery_id: SendResult(m.delivery_id, "permanent", err.reason, err.detail)
+                for m in messages
+            }
+        return {answer.delivery_id: answer for answer in answers}
+
+    def _report(
+        self, item: Item, result: SendResult, action: Action, attempts: int, report: Report
+    ) -> None:
+        if action == "sent":
+            self._event(item, State.DELIVERY_STATE_SENT, reasons.SENT, report)
+            self._observe_latency(item)
+        elif action == "failed":
+            reason = result.reason or reasons.PROVIDER_ERROR
+            self._event(item, State.DELIVERY_STATE_FAILED, reason, report, result.detail)
+        elif action == "retry":
+            report.retries[(id(item.env), attempts)].append((item, result))
+        else:
+            detail = f"{result.reason}: {result.detail}" if result.detail else result.reason
+            self._event(item, State.DELIVERY_STATE_DEAD, reasons.MAX_ATTEMPTS, report, detail)
+            report.dead[id(item.env)].append((item, result, attempts))
+        self._count({"retry": "retried"}.get(action, action))
+
+    def _event(
+        self, item: Item, state: StateValue, reason: str, report: Report, detail: str = ""
+    ) -> None:
+        dec = envelopes.decision(self.channel, state, reason, detail)
+        report.events.append(
+            envelopes.event_for(item.env, item.delivery, dec, provider=self.provider.name)
+        )
+
+    def _outbound(self, report: Report) -> list[Outbound]:
+        outs = [self._retry(group, attempts) for (_, attempts), group in report.retries.items()]
+        outs.extend(self._dead_letter(group) for group in report.dead.values())
+        if report.events:
+            outs.append(to_events(self.bus.topology, envelopes.event_batch(report.events)))
+        return outs
+
+    def _retry(self, group: list[tuple[Item, SendResult]], attempts: int) -> Outbound:
+        """One envelope, with only the deliveries to retry, to its next delay queue."""
+        env = group[0][0].env
+        waits = [r.retry_after_s for _, r in group if r.retry_after_s is not None]
+        body = envelopes.onward(env, [item.delivery for item, _ in group]).SerializeToString()
+        return retry_later(
+            self.bus, self.stage, body, attempts, retry_after_s=max(waits) if waits else None
+        )
+
+    def _dead_letter(self, group: list[tuple[Item, SendResult, int]]) -> Outbound:
+        last = group[-1][1]
+        onward = envelopes.onward(group[0][0].env, [item.delivery for item, _, _ in group])
+        log.warning("dead_lettered", queue=self.stage, deliveries=len(group))
+        return dead_letter(
+            self.bus,
+            self.stage,
+            onward.SerializeToString(),
+            onward.DESCRIPTOR.full_name,
+            max(attempts for _, _, attempts in group),
+            reasons.MAX_ATTEMPTS,
+            f"{last.reason}: {last.detail}",
+        )
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        if n:
+            metrics.DELIVERIES.labels(self.channel, self.provider.name, outcome).inc(n)
+
+    def _observe_latency(self, item: Item) -> None:
+        if item.env.HasField("accepted_at"):
+            accepted = from_timestamp(item.env.accepted_at)
+            elapsed = (utcnow() - accepted).total_seconds()
+            metrics.END_TO_END.labels(self.channel).observe(max(elapsed, 0.0))

@@ -1,0 +1,61 @@
+"""The in-app provider: delivering is inserting into the inbox, then telling
+live watchers. A redelivered message never makes a second inbox row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.channels.provider import OutgoingMessage, SendResult, sent
+from services.inapp import store
+from services.inapp.messages import inbox_row, to_proto
+from services.inapp.notices import encode_notice
+from shared.bus.publisher import BrokerError, Bus, Outbound
+from shared.clock import utcnow
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class InboxProvider:
+    name = "inbox"
+
+    def __init__(self, engine: AsyncEngine, bus: Bus) -> None:
+        self.engine = engine
+        self.bus = bus
+
+    async def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        now = utcnow()
+        rows = [inbox_row(m, now) for m in messages]
+        new = await store.insert_new(self.engine, rows)
+        fresh = [r for r in rows if (r.tenant_id, r.delivery_id) in new]
+        ids = {(r.tenant_id, r.delivery_id): r.message_id for r in fresh}
+        # Already in the inbox (a send repeated after a crash): report the first message.
+        repeated = [
+            (r.tenant_id, r.delivery_id) for r in rows if (r.tenant_id, r.delivery_id) not in new
+        ]
+        ids.update(await store.message_ids_for(self.engine, repeated))
+        await self._announce(fresh)
+        return [sent(r.delivery_id, ids.get((r.tenant_id, r.delivery_id), "")) for r in rows]
+
+    async def _announce(self, rows: list[store.InboxMessage]) -> None:
+        """Tell every replica's watchers; the inbox row is the record, this is a courtesy."""
+        by_tenant: dict[str, list[store.InboxMessage]] = defaultdict(list)
+        for row in rows:
+            by_tenant[row.tenant_id].append(row)
+        outs = [
+            Outbound(
+                self.bus.topology.inbox_exchange,
+                "",
+                encode_notice(tenant, [to_proto(r) for r in tenant_rows]),
+                persistent=False,
+            )
+            for tenant, tenant_rows in by_tenant.items()
+        ]
+        try:
+            await self.bus.publish(outs)
+        except BrokerError as err:
+            log.warning("inbox_announce_failed", error=err.detail)

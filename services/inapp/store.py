@@ -1,0 +1,187 @@
+"""The in-app inbox: one row per delivered message, read newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Table,
+    UniqueConstraint,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from shared.clock import utcnow
+from shared.db import insert_ignore
+
+MAX_PAGE_SIZE = 100
+
+
+class InboxMessage(SQLModel, table=True):
+    __tablename__ = "inbox_messages"
+    __table_args__ = (
+        # A redelivered send never makes a second message.
+        UniqueConstraint("tenant_id", "delivery_id", name="uq_inbox_delivery"),
+        # The feed query: one user's messages, newest first.
+        Index("ix_inbox_feed", "tenant_id", "user_id", "created_at", "message_id"),
+    )
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=256)
+    delivery_id: str = Field(max_length=64)
+    intent_id: str = Field(max_length=64)
+    category: str = Field(default="", max_length=128)
+    title: str = ""
+    body: str = ""
+    action_url: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    seen_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    read_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    archived_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+TABLES: tuple[type[SQLModel], ...] = (InboxMessage,)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ends: the last message shown (feed order is created_at, message_id)."""
+
+    created_at: datetime
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    unread: int
+    unseen: int
+
+
+def _table() -> Table:
+    table: Table = InboxMessage.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _message(row: Any) -> InboxMessage:
+    message = InboxMessage.model_validate(dict(row._mapping))
+    for name in ("created_at", "seen_at", "read_at", "archived_at"):
+        value = getattr(message, name)
+        if value is not None:
+            setattr(message, name, as_utc(value))
+    return message
+
+
+async def insert_new(engine: AsyncEngine, messages: Sequence[InboxMessage]) -> set[tuple[str, str]]:
+    """Insert the batch in one statement; returns the (tenant, delivery id) pairs that were new."""
+    if not messages:
+        return set()
+    table = _table()
+    rows = [m.model_dump() for m in messages]
+    async with engine.begin() as conn:
+        stmt = insert_ignore(conn, table).returning(table.c.tenant_id, table.c.delivery_id)
+        result = await conn.execute(stmt, rows)
+        return {(r.tenant_id, r.delivery_id) for r in result}
+
+
+async def message_ids_for(
+    engine: AsyncEngine, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(tenant, delivery id) -> message id, for deliveries already in the inbox."""
+    if not keys:
+        return {}
+    table = _table()
+    query = select(table.c.tenant_id, table.c.delivery_id, table.c.message_id).where(
+        tuple_(table.c.tenant_id, table.c.delivery_id).in_(list(keys))
+    )
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        return {(r.tenant_id, r.delivery_id): r.message_id for r in rows}
+
+
+async def list_page(
+    engine: AsyncEngine, tenant_id: str, user_id: str, limit: int, after: Position | None
+) -> tuple[list[InboxMessage], Counts]:
+    """Up to `limit` + 1 messages after `after`, newest first (the extra one says
+    there is a next page), and the user's unread and unseen counts."""
+    table = _table()
+    query = (
+        select(table)
+        .where(*_feed(tenant_id, user_id))
+        .order_by(table.c.created_at.desc(), table.c.message_id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(
+            or_(
+                table.c.created_at < after.created_at,
+                and_(table.c.created_at == after.created_at, table.c.message_id < after.message_id),
+            )
+        )
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        messages = [_message(r) for r in rows]
+        counts = await _counts(conn, tenant_id, user_id)
+    return messages, counts
+
+
+async def mark_read(
+    engine: AsyncEngine, tenant_id: str, user_id: str, message_ids: Sequence[str]
+) -> tuple[int, Counts]:
+    """Mark the user's unread messages among `message_ids` read (and so seen).
+
+    Returns how many changed, and the counts after the change."""
+    table = _table()
+    now = utcnow()
+    stmt = (
+        table.update()
+        .where(
+            *_feed(tenant_id, user_id),
+            table.c.message_id.in_(list(message_ids)),
+            table.c.read_at.is_(None),
+        )
+        .values(read_at=now, seen_at=func.coalesce(table.c.seen_at, now))
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(stmt)
+        counts = await _counts(conn, tenant_id, user_id)
+    return int(result.rowcount), counts
+
+
+def _feed(tenant_id: str, user_id: str) -> tuple[Any, ...]:
+    """The user's feed: archived messages are not part of it."""
+    table = _table()
+    return (
+        table.c.tenant_id == tenant_id,
+        table.c.user_id == user_id,
+        table.c.archived_at.is_(None),
+    )
+
+
+async def _counts(conn: Any, tenant_id: str, user_id: str) -> Counts:
+    table = _table()
+    query = select(
+        func.coalesce(func.sum(case((table.c.read_at.is_(None), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((table.c.seen_at.is_(None), 1), else_=0)), 0),
+    ).where(*_feed(tenant_id, user_id))
+    unread, unseen = (await conn.execute(query)).one()
+    return Counts(int(unread), int(unseen))

@@ -1,0 +1,19 @@
+"""python -m services.webpush"""
+
+from __future__ import annotations
+
+from services.channels.service import create_worker_runtime
+from services.webpush.settings import WebPushSettings
+from shared.runtime import ServiceRuntime, run
+from shared.settings import load_settings
+
+CHANNEL = "webpush"
+
+
+def create_runtime(settings: WebPushSettings) -> ServiceRuntime:
+    # No gRPC API of its own yet: health and reflection only.
+    return create_worker_runtime(settings, CHANNEL)
+
+
+if __name__ == "__main__":
+    run(create_runtime(load_settings(WebPushSettings)))

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.inapp import store
+from services.inapp.store import InboxMessage, Position
+from shared import db
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url)
+    await db.create_tables(engine, store.TABLES)
+    yield engine
+    await engine.dispose()
+
+
+def _row(n: int, tenant: str = "acme", user: str = "u1") -> InboxMessage:
+    return InboxMessage(
+        message_id=f"{tenant}-m{n}",
+        tenant_id=tenant,
+        user_id=user,
+        delivery_id=f"d{n}",
+        intent_id="i1",
+        title=f"title {n}",
+        data={"n": n},
+        created_at=T0 + timedelta(seconds=n),
+    )
+
+
+async def test_inserting_the_same_delivery_twice_keeps_one_message(engine):
+    assert await store.insert_new(engine, [_row(1), _row(2)]) == {("acme", "d1"), ("acme", "d2")}
+    again = _row(1)
+    again.message_id = "other"
+    assert await store.insert_new(engine, [again]) == set()
+    assert await store.message_ids_for(engine, [("acme", "d1")]) == {("acme", "d1"): "acme-m1"}
+
+
+async def test_the_feed_is_newest_first_and_pages_resume_where_they_ended(engine):
+    await store.insert_new(engine, [_row(n) for n in range(1, 6)])
+    first, counts = await store.list_page(engine, "acme", "u1", 2, None)
+    assert [m.message_id for m in first] == ["acme-m5", "acme-m4", "acme-m3"]  # one extra
+    assert first[0].data == {"n": 5}
+    assert first[0].created_at == T0 + timedelta(seconds=5)
+    after = Position(first[1].created_at, first[1].message_id)
+    rest, _ = await store.list_page(engine, "acme", "u1", 10, after)
+    assert [m.message_id for m in rest] == ["acme-m3", "acme-m2", "acme-m1"]
+    assert (counts.unread, counts.unseen) == (5, 5)
+
+
+async def test_messages_created_in_the_same_instant_page_without_loss(engine):
+    rows = [_row(n) for n in range(1, 5)]
+    for row in rows:
+        row.created_at = T0
+    await store.insert_new(engine, rows)
+    seen: list[str] = []
+    after = None
+    while True:
+        page, _ = await store.list_page(engine, "acme", "u1", 1, after)
+        seen.append(page[0].message_id)
+        if len(page) == 1:
+            break
+        after = Position(page[0].created_at, page[0].message_id)
+    assert seen == ["acme-m4", "acme-m3", "acme-m2", "acme-m1"]
+
+
+async def test_another_tenant_or_user_sees_nothing(engine):
+    await store.insert_new(engine, [_row(1)])
+    assert (await store.list_page(engine, "globex", "u1", 10, None))[0] == []
+    assert (await store.list_page(engine, "acme", "u2", 10, None))[0] == []
+
+
+async def test_marking_read_counts_only_unread_messages_of_that_user(engine):
+    await store.insert_new(engine, [_row(1), _row(2), _row(3, user="u2")])
+    updated, counts = await store.mark_read(engine, "acme", "u1", ["acme-m1", "acme-m3"])
+    assert updated == 1
+    assert (counts.unread, counts.unseen) == (1, 1)
+    again, _ = await store.mark_read(engine, "acme", "u1", ["acme-m1"])
+    assert again == 0
+    not_mine, _ = await store.mark_read(engine, "globex", "u1", ["acme-m2"])
+    assert not_mine == 0
+    page, _ = await store.list_page(engine, "acme", "u1", 10, None)
+    read = {m.message_id: m for m in page}["acme-m1"]
+    assert read.read_at is not None and read.seen_at == read.read_at
