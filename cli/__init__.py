@@ -1,0 +1,1 @@
+"""The sendmesh command line: run the mesh, send intents, follow them, bench."""

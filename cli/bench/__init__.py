@@ -1,0 +1,1 @@
+"""`sendmesh bench`: the mesh's throughput and latency, against a bare relay."""

@@ -1,0 +1,156 @@
+"""The bench's phases in order, with progress bars: warm-up, throughput, latency, baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from rich.progress import Progress, TaskID
+
+from cli.bench.baseline import Baseline, BaselineResult
+from cli.bench.mesh_load import LatencyResult, MeshLoad, Submissions, ThroughputResult
+from cli.bench.report import BenchReport
+from cli.bench.sent import SentWatcher
+from cli.bench.stats import latency_count
+from cli.client import auth_metadata
+
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """A phase could not measure anything; the message says what happened."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A running mesh: where to submit, and where its events are published."""
+
+    intake: str
+    amqp_url: str
+    namespace: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    n: int
+    concurrency: int
+    prefetch: int
+    # Per phase: how long to wait for the last SENT after the last submit.
+    timeout_s: float = 120.0
+    # The latency phase sends fewer than n if n would take longer than this.
+    latency_max_s: float = 30.0
+    warm_up_n: int = 20
+    baseline: bool = True
+
+
+class Bars:
+    """Progress bars fed from counters read on every tick."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tracked: list[tuple[TaskID, Callable[[], int]]] = []
+
+    def track(self, label: str, total: int, count: Callable[[], int]) -> None:
+        self._tracked.append((self._progress.add_task(label, total=total), count))
+
+    def refresh(self) -> None:
+        for task, count in self._tracked:
+            self._progress.update(task, completed=count())
+
+    def finish(self) -> None:
+        """Last update of this phase's bars; they stop being counted."""
+        self.refresh()
+        self._tracked.clear()
+
+
+async def ticking(
+    work: Coroutine[Any, Any, T], tick: Callable[[], None], every_s: float = 0.1
+) -> T:
+    """Run `work`, calling `tick` meanwhile; an exception from `tick` cancels the work."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            tick()
+            await asyncio.wait({task}, timeout=every_s)
+        tick()
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class BenchRun:
+    def __init__(
+        self, target: Target, plan: BenchPlan, bars: Bars, check_alive: Callable[[], None]
+    ):
+        self.target = target
+        self.plan = plan
+        self.bars = bars
+        self._check_alive = check_alive
+        self.watcher = SentWatcher(target.amqp_url, target.namespace)
+
+    def _tick(self) -> None:
+        self.bars.refresh()
+        self._check_alive()
+
+    def _track(self, label: str, total: int, subs: Submissions) -> None:
+        self.bars.track(f"{label}: submitted", total, lambda: subs.done)
+        self.bars.track(f"{label}: sent", total, lambda: self.watcher.count_sent(subs.started_at))
+
+    async def run(self) -> BenchReport:
+        await self.watcher.start()
+        try:
+            async with grpc.aio.insecure_channel(self.target.intake) as channel:
+                load = MeshLoad(channel, auth_metadata(self.target.api_key), self.watcher)
+                await self._warm_up(load)
+                throughput = await self._throughput(load)
+                latency = await self._latency(load, throughput)
+        finally:
+            await self.watcher.stop()
+        baseline = await self._baseline() if self.plan.baseline else None
+        p = self.plan
+        return BenchReport(p.n, p.concurrency, p.prefetch, throughput, latency, baseline)
+
+    async def _warm_up(self, load: MeshLoad) -> None:
+        subs = Submissions()
+        self._track("warm-up", self.plan.warm_up_n, subs)
+        await ticking(load.warm_up(self.plan.warm_up_n, self.plan.timeout_s, subs), self._tick)
+        self.bars.finish()
+        if self.watcher.count_sent(subs.started_at) == 0:
+            detail = subs.first_error or "submitted, but no SENT event arrived"
+            raise BenchError(f"warm-up: no intent reached SENT ({detail})")
+
+    async def _throughput(self, load: MeshLoad) -> ThroughputResult:
+        p, subs = self.plan, Submissions()
+        self._track("throughput", p.n, subs)
+        work = load.throughput(p.n, p.concurrency, p.timeout_s, subs)
+        result = await ticking(work, self._tick)
+        self.bars.finish()
+        if result.sent == 0:
+            raise BenchError(f"throughput: nothing was sent ({subs.first_error or 'timed out'})")
+        return result
+
+    async def _latency(self, load: MeshLoad, throughput: ThroughputResult) -> LatencyResult:
+        rate = throughput.intents_per_s / 2
+        count = latency_count(self.plan.n, rate, self.plan.latency_max_s)
+        subs = Submissions()
+        self._track(f"latency at {rate:,.0f}/s", count, subs)
+        result = await ticking(load.latency(count, rate, self.plan.timeout_s, subs), self._tick)
+        self.bars.finish()
+        return result
+
+    async def _baseline(self) -> BaselineResult:
+        p = self.plan
+        baseline = Baseline(self.target.amqp_url, p.prefetch)
+        self.bars.track("baseline: published", p.n, lambda: baseline.progress.published)
+        self.bars.track("baseline: relayed", p.n, lambda: baseline.progress.received)
+        result = await ticking(baseline.run(p.n, p.concurrency, p.timeout_s), self.bars.refresh)
+        self.bars.finish()
+        return result

@@ -1,0 +1,102 @@
+"""`sendmesh bench`: throughput and latency of the mesh, against a bare relay."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.bench.mesh_for_bench import bench_mesh
+from cli.bench.report import BenchReport, report_table
+from cli.bench.runner import Bars, BenchError, BenchPlan, BenchRun, Target
+from cli.client import NoApiKey, resolve_api_key
+from cli.console import emit_json, err, fail, out
+from cli.launcher import MeshError
+from cli.mesh import DEFAULT_AMQP_URL, DEFAULT_NAMESPACE
+from cli.options import DEFAULT_INTAKE, DEFAULT_VAR_DIR, ApiKey, IntakeAddr, JsonOut, VarDir
+from shared.settings import ServiceSettings
+
+# The bare relay uses the prefetch the mesh's consumers use.
+MESH_PREFETCH: int = ServiceSettings.model_fields["prefetch"].default
+
+
+def bench(
+    n: Annotated[
+        int, typer.Option("-n", min=1, max=100_000, help="Intents (and baseline messages).")
+    ] = 2000,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Submits in flight.")] = 64,
+    start_mesh: Annotated[
+        bool, typer.Option("--start-mesh/--no-start-mesh", help="Start a mesh of its own.")
+    ] = True,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Run the bare relay.")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the last SENT per phase.")
+    ] = 120.0,
+    latency_seconds: Annotated[
+        float, typer.Option(help="Upper bound of the latency phase.")
+    ] = 30.0,
+    json_out: JsonOut = False,
+    amqp_url: Annotated[str, typer.Option(help="RabbitMQ URL.")] = DEFAULT_AMQP_URL,
+    namespace: Annotated[str, typer.Option(help="With --no-start-mesh: the mesh's namespace.")] = (
+        DEFAULT_NAMESPACE
+    ),
+    intake: IntakeAddr = DEFAULT_INTAKE,
+    api_key: ApiKey = None,
+    var_dir: VarDir = DEFAULT_VAR_DIR,
+) -> None:
+    """Measure intents/s and submit->sent latency; compare with bare aio-pika hops."""
+    # SIGTERM unwinds like Ctrl-C, so the bench's own mesh and queues are removed.
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    plan = BenchPlan(n, concurrency, MESH_PREFETCH, timeout, latency_seconds, baseline=baseline)
+    try:
+        if start_mesh:
+            with bench_mesh(amqp_url) as (target, launcher):
+                report = run_with_progress(target, plan, launcher.check_alive)
+        else:
+            target = Target(intake, amqp_url, namespace, existing_key(api_key, var_dir))
+            report = run_with_progress(target, plan, lambda: None)
+    except (MeshError, BenchError) as why:
+        fail(str(why))
+    show(report, json_out)
+
+
+def existing_key(api_key: str | None, var_dir: Path) -> str:
+    try:
+        return resolve_api_key(api_key, os.environ, var_dir)
+    except NoApiKey as why:
+        fail(str(why))
+
+
+def run_with_progress(
+    target: Target, plan: BenchPlan, check_alive: Callable[[], None]
+) -> BenchReport:
+    import uvloop
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    # Progress on stderr: stdout stays clean for --json.
+    with Progress(*columns, console=err) as progress:
+        return uvloop.run(BenchRun(target, plan, Bars(progress), check_alive).run())
+
+
+def show(report: BenchReport, json_out: bool) -> None:
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        out.print(report_table(report))
+
+
+def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,21 @@
+"""The `sendmesh` command: thin wiring of the commands in cli.commands."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.commands import bench, inbox, keys, run, send, serve, status
+
+app = typer.Typer(
+    help="sendmesh: run the dispatch mesh, send intents, follow them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run.run)
+app.command("serve")(serve.serve)
+app.command("send")(send.send)
+app.command("status")(status.status)
+app.command("inbox")(inbox.inbox)
+app.command("bench")(bench.bench)
+app.add_typer(keys.app, name="keys")
