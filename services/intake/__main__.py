@@ -36,7 +36,7 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
 
         async def flush(items: list[NewIntent]) -> list[Stored]:
             stored = await store_and_count(store, items)
-            relay.notify()
+            relay.hand_over(s.outbox for s in stored if s.outbox is not None)
             return stored
 
         committer: GroupCommit[NewIntent, Stored] = GroupCommit(flush)
@@ -54,8 +54,9 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
             prefetch=settings.prefetch,
             batch_size=settings.batch_size,
             max_attempts=settings.max_attempts,
+            linger_s=settings.events_linger_s,
         )
-        servicer = IntakeServicer(store, committer, watch, relay.notify)
+        servicer = IntakeServicer(store, committer, watch, relay.hand_over)
         return Parts(
             servicers=[(intake_pb2_grpc.add_IntakeServicer_to_server, servicer, SERVICE)],
             components=[committer, relay, watch, events],

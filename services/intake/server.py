@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 
 import grpc
@@ -18,6 +18,7 @@ from services.intake.store import (
     IntakeStore,
     IntentRow,
     NewIntent,
+    OutboxMessage,
     Stored,
 )
 from shared import metrics
@@ -72,12 +73,12 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         store: IntakeStore,
         committer: GroupCommit[NewIntent, Stored],
         watch: Broadcast[envelope_pb2.DeliveryEvent],
-        outbox_written: Callable[[], None],
+        outbox_written: Callable[[Iterable[OutboxMessage]], None],
     ) -> None:
         self._store = store
         self._committer = committer
         self._watch = watch
-        # Wakes the outbox relay after a write that bypasses the group commit.
+        # Hands rows to the outbox relay after a write outside the group commit.
         self._outbox_written = outbox_written
 
     async def Submit(
@@ -105,7 +106,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         stored = await store_and_count(
             self._store, [new_intent(tenant, i) for i in request.intents]
         )
-        self._outbox_written()
+        self._outbox_written(s.outbox for s in stored if s.outbox is not None)
         response = intake_pb2.SubmitBatchResponse()
         for item in stored:
             result = response.results.add(
@@ -141,11 +142,11 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
 
         if target == "intent_id":
             await self._find(value)
-            ids = await self._store.cancel(tenant, utcnow(), announce, intent_id=value)
+            sent = await self._store.cancel(tenant, utcnow(), announce, intent_id=value)
         else:
-            ids = await self._store.cancel(tenant, utcnow(), announce, cancel_key=value)
-        self._outbox_written()
-        return intake_pb2.CancelIntentResponse(intent_ids=ids)
+            sent = await self._store.cancel(tenant, utcnow(), announce, cancel_key=value)
+        self._outbox_written(sent)
+        return intake_pb2.CancelIntentResponse(intent_ids=[m.intent_id for m in sent])
 
     async def WatchIntent(
         self, request: intake_pb2.WatchIntentRequest, context: grpc.aio.ServicerContext

@@ -13,3 +13,6 @@ class IntakeSettings(ServiceSettings):
     # crash or a broker outage.
     outbox_poll_s: float = Field(1.0, gt=0)
     outbox_batch: int = Field(500, ge=1, le=5000)
+    # Status folding is not on the delivery path: wait this long to fold
+    # more events per transaction.
+    events_linger_s: float = Field(0.02, ge=0, le=1)

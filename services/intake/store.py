@@ -9,9 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sendmesh.bus.v1 import envelope_pb2
-from sqlalchemy import Index, LargeBinary, UniqueConstraint, and_, delete, not_, or_, select, update
+from sqlalchemy import (
+    Index,
+    LargeBinary,
+    Table,
+    UniqueConstraint,
+    and_,
+    delete,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -53,6 +65,7 @@ class OutboxRow(SQLModel, table=True):
     target: str
     routing_key: str
     type: str
+    created_at: datetime = utc_field()
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
@@ -62,6 +75,7 @@ WORK, EVENTS = "work", "events"
 @dataclass(frozen=True)
 class OutboxMessage:
     id: int
+    intent_id: str
     target: str
     routing_key: str
     type: str
@@ -128,6 +142,8 @@ class Stored:
     accepted_at: datetime
     duplicate: bool = False
     conflict: bool = False
+    # Set when this call created the intent: the row for the relay to publish.
+    outbox: OutboxMessage | None = None
 
 
 class IntakeStore:
@@ -135,33 +151,46 @@ class IntakeStore:
         self.engine = engine
 
     async def store_intents(self, items: Sequence[NewIntent]) -> list[Stored]:
-        """Store intents and their outbox rows in one transaction, idempotently."""
+        """Store intents and their outbox rows in one transaction, idempotently.
+
+        Two statements when every key is new; a key seen before (or won by
+        another replica a moment ago) costs one more read.
+        """
+        fresh: dict[tuple[str, str], NewIntent] = {}
+        for item in items:
+            fresh.setdefault((item.tenant_id, item.idempotency_key), item)
         async with self.engine.begin() as conn:
-            known = await self._existing(conn, items)
-            fresh: dict[tuple[str, str], NewIntent] = {}
-            for item in items:
-                key = (item.tenant_id, item.idempotency_key)
-                if key not in known and key not in fresh:
-                    fresh[key] = item
-            if fresh:
-                await self._insert(conn, list(fresh.values()))
-                # Another replica may have won a race for some keys.
-                known.update(await self._existing(conn, items))
-        return [self._outcome(item, known) for item in items]
+            created = await self._insert_intents(conn, list(fresh.values()))
+            outbox = await self._insert_outbox(
+                conn, [i for i in fresh.values() if i.intent_id in created]
+            )
+            known = {
+                (i.tenant_id, i.idempotency_key): (i.intent_id, i.fingerprint, i.accepted_at)
+                for i in fresh.values()
+                if i.intent_id in created
+            }
+            missing = [i for i in items if (i.tenant_id, i.idempotency_key) not in known]
+            if missing:
+                known.update(await self._existing(conn, missing))
+        return [self._outcome(item, known, outbox) for item in items]
 
     @staticmethod
-    def _outcome(item: NewIntent, known: dict[tuple[str, str], IntentRow]) -> Stored:
-        row = known[(item.tenant_id, item.idempotency_key)]
-        if row.intent_id == item.intent_id:
-            return Stored(row.intent_id, row.accepted_at)
-        if row.fingerprint != item.fingerprint:
-            return Stored(row.intent_id, row.accepted_at, conflict=True)
-        return Stored(row.intent_id, row.accepted_at, duplicate=True)
+    def _outcome(
+        item: NewIntent,
+        known: dict[tuple[str, str], tuple[str, str, datetime]],
+        outbox: dict[str, OutboxMessage],
+    ) -> Stored:
+        intent_id, fingerprint, accepted_at = known[(item.tenant_id, item.idempotency_key)]
+        if intent_id == item.intent_id:
+            return Stored(intent_id, accepted_at, outbox=outbox.get(intent_id))
+        if fingerprint != item.fingerprint:
+            return Stored(intent_id, accepted_at, conflict=True)
+        return Stored(intent_id, accepted_at, duplicate=True)
 
     async def _existing(
         self, conn: AsyncConnection, items: Sequence[NewIntent]
-    ) -> dict[tuple[str, str], IntentRow]:
-        found: dict[tuple[str, str], IntentRow] = {}
+    ) -> dict[tuple[str, str], tuple[str, str, datetime]]:
+        found: dict[tuple[str, str], tuple[str, str, datetime]] = {}
         for tenant in {i.tenant_id for i in items}:
             keys = list({i.idempotency_key for i in items if i.tenant_id == tenant})
             stmt = select(
@@ -171,18 +200,12 @@ class IntakeStore:
                 col(IntentRow.accepted_at),
             ).where(col(IntentRow.tenant_id) == tenant, col(IntentRow.idempotency_key).in_(keys))
             for intent_id, key, fp, accepted in (await conn.execute(stmt)).all():
-                found[(tenant, key)] = IntentRow(
-                    intent_id=intent_id,
-                    tenant_id=tenant,
-                    idempotency_key=key,
-                    fingerprint=fp,
-                    accepted_at=accepted,
-                    payload=b"",
-                )
+                found[(tenant, key)] = (intent_id, fp, accepted)
         return found
 
-    async def _insert(self, conn: AsyncConnection, items: list[NewIntent]) -> None:
-        intents = [
+    async def _insert_intents(self, conn: AsyncConnection, items: list[NewIntent]) -> set[str]:
+        """Insert, skipping keys that exist; returns the ids really created."""
+        rows = [
             {
                 "intent_id": i.intent_id,
                 "tenant_id": i.tenant_id,
@@ -194,12 +217,15 @@ class IntakeStore:
             }
             for i in items
         ]
-        await conn.execute(insert_ignore(conn, IntentRow), intents)
-        # Only the intents this transaction really created get an outbox row.
-        stmt = select(col(IntentRow.intent_id)).where(
-            col(IntentRow.intent_id).in_([i.intent_id for i in items])
-        )
-        created = set((await conn.execute(stmt)).scalars())
+        stmt = insert_ignore(conn, IntentRow).returning(table_of(IntentRow).c.intent_id)
+        return set((await conn.execute(stmt, rows)).scalars())
+
+    async def _insert_outbox(
+        self, conn: AsyncConnection, items: list[NewIntent]
+    ) -> dict[str, OutboxMessage]:
+        if not items:
+            return {}
+        now = items[0].accepted_at
         rows = [
             {
                 "intent_id": i.intent_id,
@@ -207,32 +233,24 @@ class IntakeStore:
                 "routing_key": PLAN_STAGE,
                 "type": i.envelope_type,
                 "body": i.envelope,
+                "created_at": now,
             }
             for i in items
-            if i.intent_id in created
         ]
-        if rows:
-            await conn.execute(table_of(OutboxRow).insert(), rows)
+        return {m.intent_id: m for m in await _insert_returning(conn, rows)}
 
     # -- the outbox ---------------------------------------------------------
 
-    async def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+    async def pending_outbox(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[OutboxMessage]:
+        """Unpublished rows, oldest first; `older_than` leaves fresh ones to the hand-over."""
+        table = table_of(OutboxRow)
+        stmt = select(*_outbox_columns(table)).order_by(table.c.id).limit(limit)
+        if older_than is not None:
+            stmt = stmt.where(table.c.created_at < older_than)
         async with self.engine.connect() as conn:
-            stmt = (
-                select(
-                    col(OutboxRow.id),
-                    col(OutboxRow.target),
-                    col(OutboxRow.routing_key),
-                    col(OutboxRow.type),
-                    col(OutboxRow.body),
-                )
-                .order_by(col(OutboxRow.id))
-                .limit(limit)
-            )
-            return [
-                OutboxMessage(row_id or 0, target, key, kind, body)
-                for row_id, target, key, kind, body in (await conn.execute(stmt)).all()
-            ]
+            return [OutboxMessage(*row) for row in (await conn.execute(stmt)).all()]
 
     async def delete_outbox(self, ids: Sequence[int]) -> None:
         async with self.engine.begin() as conn:
@@ -287,10 +305,11 @@ class IntakeStore:
         *,
         intent_id: str = "",
         cancel_key: str = "",
-    ) -> list[str]:
+    ) -> list[OutboxMessage]:
         """Mark open intents cancelled, drop their unpublished envelopes, and queue
         the announcement (`announce(intent_id)` -> (type, body)) in the same
-        transaction, so every stage hears of it even if we crash right after."""
+        transaction, so every stage hears of it even if we crash right after.
+        Returns the announcements (one per cancelled intent)."""
         async with self.engine.begin() as conn:
             cond = [col(IntentRow.tenant_id) == tenant_id, col(IntentRow.cancelled_at).is_(None)]
             cond.append(
@@ -317,10 +336,10 @@ class IntakeStore:
                         "type": msg_type,
                         "routing_key": CANCELLED_KEY,
                         "body": body,
+                        "created_at": now,
                     }
                 )
-            await conn.execute(table_of(OutboxRow).insert(), rows)
-            return ids
+            return await _insert_returning(conn, rows)
 
     # -- events ---------------------------------------------------------------
 
@@ -339,6 +358,20 @@ class IntakeStore:
         async with self.engine.begin() as conn:
             await conn.execute(_upsert_current(conn), [_current_row(e) for e in latest.values()])
             await conn.execute(insert_ignore(conn, DecisionRow), history)
+
+
+def _outbox_columns(table: Table) -> list[Column[Any]]:
+    """In the order of OutboxMessage's fields."""
+    c = table.c
+    return [c.id, c.intent_id, c.target, c.routing_key, c.type, c.body]
+
+
+async def _insert_returning(
+    conn: AsyncConnection, rows: list[dict[str, object]]
+) -> list[OutboxMessage]:
+    table = table_of(OutboxRow)
+    stmt = table.insert().returning(*_outbox_columns(table))
+    return [OutboxMessage(*row) for row in (await conn.execute(stmt, rows)).all()]
 
 
 def _at(event: envelope_pb2.DeliveryEvent) -> datetime:

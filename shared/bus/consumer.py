@@ -79,6 +79,7 @@ class BatchConsumer(Generic[M]):
         prefetch: int = 512,
         batch_size: int = 256,
         max_attempts: int = 8,
+        linger_s: float = 0.0,
     ) -> None:
         self.bus = bus
         self.stage = stage
@@ -88,6 +89,10 @@ class BatchConsumer(Generic[M]):
         self._prefetch = prefetch
         self._batch_size = batch_size
         self._max_attempts = max_attempts
+        # 0 for stages on the delivery path. A consumer whose output is not
+        # latency-critical (status folding) waits this long to fill a batch:
+        # fewer, larger transactions for the same messages.
+        self._linger_s = linger_s
         # None is the stop sentinel: everything received before it is finished.
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
@@ -128,16 +133,9 @@ class BatchConsumer(Generic[M]):
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = await self._buffer.get()
-            if first is None:
+            batch, stopping = await self._take_batch()
+            if not batch:
                 return
-            batch = [first]
-            while len(batch) < self._batch_size and not self._buffer.empty():
-                item = self._buffer.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
             start = time.perf_counter()
             try:
                 await self._process(batch)
@@ -148,6 +146,22 @@ class BatchConsumer(Generic[M]):
                 await self._settle(batch, requeue=True, outcome="requeued")
             metrics.CONSUMER_BATCH.labels(self.queue_name).observe(len(batch))
             metrics.CONSUMER_HANDLING.labels(self.queue_name).observe(time.perf_counter() - start)
+
+    async def _take_batch(self) -> tuple[list[AbstractIncomingMessage], bool]:
+        """Whatever is waiting, up to batch_size (after lingering, if set); and
+        whether the stop sentinel was reached."""
+        first = await self._buffer.get()
+        if first is None:
+            return [], True
+        if self._linger_s > 0 and self._buffer.qsize() < self._batch_size:
+            await asyncio.sleep(self._linger_s)
+        batch = [first]
+        while len(batch) < self._batch_size and not self._buffer.empty():
+            item = self._buffer.get_nowait()
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
         decoded: list[tuple[AbstractIncomingMessage, M]] = []

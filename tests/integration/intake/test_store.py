@@ -30,6 +30,7 @@ def announce(intent_id: str) -> tuple[str, bytes]:
 async def test_a_cancel_written_while_the_relay_publishes_is_not_deleted_with_its_envelope(store):
     [stored] = await store.store_intents([new_intent("acme", inapp_intent())])
     [envelope_row] = await store.pending_outbox(10)  # the relay is publishing this one
+    assert stored.outbox == envelope_row
     await store.cancel("acme", datetime.now(UTC), announce, intent_id=stored.intent_id)
     await store.delete_outbox([envelope_row.id])  # the relay's confirm arrives
     pending = await store.pending_outbox(10)
