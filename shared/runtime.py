@@ -144,6 +144,7 @@ class ServiceRuntime:
             await self.engine.dispose()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         log.info("service_stopped")
 
     async def run_until_signalled(self) -> None:
