@@ -5,11 +5,12 @@ Domain-free helpers on the generated types, so every stage reports the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.intent.v1 import intent_pb2
+from sendmesh.profile.v1 import profile_pb2
 
 from shared import metrics
 from shared.clock import now_timestamp
@@ -61,9 +62,12 @@ def event_batch(events: Iterable[envelope_pb2.DeliveryEvent]) -> envelope_pb2.Ev
 
 
 def onward(
-    env: envelope_pb2.Envelope, deliveries: list[envelope_pb2.Delivery]
+    env: envelope_pb2.Envelope,
+    deliveries: list[envelope_pb2.Delivery],
+    profiles: Mapping[str, profile_pb2.Profile] | None = None,
 ) -> envelope_pb2.Envelope:
-    """A copy of `env` for the next stage, with only `deliveries` and their profiles."""
+    """A copy of `env` for the next stage, with only `deliveries` and their
+    profiles (taken from `profiles` if given, else from `env`)."""
     out = envelope_pb2.Envelope(
         tenant_id=env.tenant_id,
         intent_id=env.intent_id,
@@ -71,9 +75,10 @@ def onward(
         accepted_at=env.accepted_at,
         deliveries=deliveries,
     )
+    source = env.profiles if profiles is None else profiles
     for user_id in {d.user_id for d in deliveries}:
-        if user_id in env.profiles:
-            out.profiles[user_id].CopyFrom(env.profiles[user_id])
+        if user_id in source:
+            out.profiles[user_id].CopyFrom(source[user_id])
     return out
 
 

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from shared import db, metrics
+from shared.bus.consumer import BatchConsumer, Handler
 from shared.bus.publisher import Bus
 from shared.bus.topology import Topology
 from shared.grpc.server import LIVENESS, AddServicer, create_server
@@ -24,6 +25,8 @@ from shared.logs import configure_logging, get_logger
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+M = TypeVar("M")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -54,6 +57,27 @@ class Context:
     bus: Bus
     engine: AsyncEngine
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def consumer(
+        self,
+        stage: str,
+        decode: Callable[[bytes], M],
+        handle: Handler[M],
+        *,
+        linger_s: float = 0.0,
+    ) -> BatchConsumer[M]:
+        """A batch consumer of `stage`, sized by this service's settings."""
+        s = self.settings
+        return BatchConsumer(
+            self.bus,
+            stage,
+            decode,
+            handle,
+            prefetch=s.prefetch,
+            batch_size=s.batch_size,
+            max_attempts=s.max_attempts,
+            linger_s=linger_s,
+        )
 
 
 Build = Callable[[Context], Awaitable[Parts]]

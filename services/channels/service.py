@@ -14,7 +14,6 @@ from services.channels.registry import ProviderContext
 from services.channels.settings import ChannelSettings
 from services.channels.worker import ChannelWorker
 from shared.bus import topology
-from shared.bus.consumer import BatchConsumer
 from shared.envelopes import decode_envelope
 from shared.runtime import Component, Context, Parts, ServiceRuntime
 
@@ -27,21 +26,12 @@ def worker_components(ctx: Context, settings: ChannelSettings, channel: str) -> 
     factory = registry.require(channel, settings.provider)
     provider = factory(ProviderContext(settings, ctx.engine, ctx.bus))
     worker = ChannelWorker(ctx.bus, ctx.engine, provider, channel, settings.max_attempts)
-    options = {
-        "prefetch": settings.prefetch,
-        "batch_size": settings.batch_size,
-        "max_attempts": settings.max_attempts,
-    }
-    cancellations = BatchConsumer(
-        ctx.bus,
+    cancellations = ctx.consumer(
         topology.control_stage(settings.service),
         decode_cancelled,
         CancellationRecorder(ctx.engine).handle,
-        **options,
     )
-    sends = BatchConsumer(
-        ctx.bus, topology.send_stage(channel), decode_envelope, worker.handle, **options
-    )
+    sends = ctx.consumer(topology.send_stage(channel), decode_envelope, worker.handle)
     return [cancellations, sends]
 
 

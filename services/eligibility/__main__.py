@@ -8,7 +8,6 @@ from services.eligibility.consumer import EligibilityConsumer
 from services.eligibility.server import EligibilityServicer
 from services.eligibility.settings import EligibilitySettings
 from shared.bus import topology
-from shared.bus.consumer import BatchConsumer
 from shared.envelopes import decode_envelope
 from shared.runtime import Context, Parts, ServiceRuntime, run
 from shared.settings import load_settings
@@ -19,15 +18,7 @@ SERVICE = eligibility_pb2.DESCRIPTOR.services_by_name["Eligibility"].full_name
 def create_runtime(settings: EligibilitySettings) -> ServiceRuntime:
     async def build(ctx: Context) -> Parts:
         stage = EligibilityConsumer(ctx.bus)
-        consumer = BatchConsumer(
-            ctx.bus,
-            topology.ELIGIBILITY,
-            decode_envelope,
-            stage.handle,
-            prefetch=settings.prefetch,
-            batch_size=settings.batch_size,
-            max_attempts=settings.max_attempts,
-        )
+        consumer = ctx.consumer(topology.ELIGIBILITY, decode_envelope, stage.handle)
         servicer = (
             eligibility_pb2_grpc.add_EligibilityServicer_to_server,
             EligibilityServicer(),

@@ -8,7 +8,6 @@ from services.frequency.consumer import FrequencyConsumer
 from services.frequency.server import FrequencyServicer
 from services.frequency.settings import FrequencySettings
 from shared.bus import topology
-from shared.bus.consumer import BatchConsumer
 from shared.envelopes import decode_envelope
 from shared.runtime import Context, Parts, ServiceRuntime, run
 from shared.settings import load_settings
@@ -19,15 +18,7 @@ SERVICE = frequency_pb2.DESCRIPTOR.services_by_name["Frequency"].full_name
 def create_runtime(settings: FrequencySettings) -> ServiceRuntime:
     async def build(ctx: Context) -> Parts:
         stage = FrequencyConsumer(ctx.bus)
-        consumer = BatchConsumer(
-            ctx.bus,
-            topology.FREQUENCY,
-            decode_envelope,
-            stage.handle,
-            prefetch=settings.prefetch,
-            batch_size=settings.batch_size,
-            max_attempts=settings.max_attempts,
-        )
+        consumer = ctx.consumer(topology.FREQUENCY, decode_envelope, stage.handle)
         servicer = (
             frequency_pb2_grpc.add_FrequencyServicer_to_server,
             FrequencyServicer(),

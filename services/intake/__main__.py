@@ -15,7 +15,6 @@ from services.intake.store import TABLES, IntakeStore, NewIntent, Stored
 from shared.batching import GroupCommit
 from shared.bus import topology
 from shared.bus.broadcast import Broadcast
-from shared.bus.consumer import BatchConsumer
 from shared.runtime import Context, Parts, ServiceRuntime, run
 from shared.settings import load_settings
 
@@ -46,14 +45,10 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
             topology.EVENTS_DELIVERY_KEY,
             events_by_intent,
         )
-        events = BatchConsumer(
-            ctx.bus,
+        events = ctx.consumer(
             topology.EVENTS_INTAKE,
             decode_events,
             EventsConsumer(store).handle,
-            prefetch=settings.prefetch,
-            batch_size=settings.batch_size,
-            max_attempts=settings.max_attempts,
             linger_s=settings.events_linger_s,
         )
         servicer = IntakeServicer(store, committer, watch, relay.hand_over)

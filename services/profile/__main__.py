@@ -9,7 +9,6 @@ from services.profile.server import ProfileServicer
 from services.profile.settings import ProfileSettings
 from services.profile.store import TABLES, ProfileStore
 from shared.bus import topology
-from shared.bus.consumer import BatchConsumer
 from shared.envelopes import decode_envelope
 from shared.runtime import Context, Parts, ServiceRuntime, run
 from shared.settings import load_settings
@@ -21,15 +20,7 @@ def create_runtime(settings: ProfileSettings) -> ServiceRuntime:
     async def build(ctx: Context) -> Parts:
         store = ProfileStore(ctx.engine)
         stage = PlanConsumer(ctx.bus, store, settings.envelope_deliveries)
-        consumer = BatchConsumer(
-            ctx.bus,
-            topology.PLAN,
-            decode_envelope,
-            stage.handle,
-            prefetch=settings.prefetch,
-            batch_size=settings.batch_size,
-            max_attempts=settings.max_attempts,
-        )
+        consumer = ctx.consumer(topology.PLAN, decode_envelope, stage.handle)
         servicer = (
             profile_pb2_grpc.add_ProfilesServicer_to_server,
             ProfileServicer(store),

@@ -30,15 +30,7 @@ class PlanConsumer:
         for env in batch:
             for users in planner.chunks(planner.recipients(env), self._users_per_envelope(env)):
                 deliveries, profiles = planner.plan_deliveries(env, users, known[env.tenant_id])
-                onward = envelope_pb2.Envelope(
-                    tenant_id=env.tenant_id,
-                    intent_id=env.intent_id,
-                    intent=env.intent,
-                    accepted_at=env.accepted_at,
-                    deliveries=deliveries,
-                )
-                for user, profile in profiles.items():
-                    onward.profiles[user].CopyFrom(profile)
+                onward = envelopes.onward(env, deliveries, profiles)
                 outs.append(to_stage(self.bus.topology, topology.ELIGIBILITY, onward))
                 events.extend(envelopes.event_for(onward, d, d.decisions[-1]) for d in deliveries)
         if events:
