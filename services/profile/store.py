@@ -45,6 +45,9 @@ class BehaviourEventRow(SQLModel, table=True):
 
 TABLES = (ProfileRow, BehaviourEventRow)
 
+# Ids per lookup statement: well below every dialect's bind-parameter limit.
+LOOKUP_CHUNK = 5000
+
 
 def to_row(tenant_id: str, profile: profile_pb2.Profile, now: datetime) -> dict[str, Any]:
     return {
@@ -96,15 +99,21 @@ class ProfileStore:
     async def get_many(
         self, tenant_id: str, user_ids: Sequence[str]
     ) -> dict[str, profile_pb2.Profile]:
-        """The profiles that exist among `user_ids`, in one query."""
-        if not user_ids:
-            return {}
+        """The profiles that exist among `user_ids`: one query per LOOKUP_CHUNK ids.
+
+        A batch of envelopes can name far more recipients than one statement
+        may bind (PostgreSQL stops at 32,767 parameters), so ids are chunked.
+        """
+        found: dict[str, profile_pb2.Profile] = {}
         async with self.engine.connect() as conn:
-            stmt = select(ProfileRow).where(
-                col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id).in_(list(user_ids))
-            )
-            rows = (await conn.execute(stmt)).all()
-        return {r.user_id: to_proto(ProfileRow.model_validate(r._mapping)) for r in rows}
+            for start in range(0, len(user_ids), LOOKUP_CHUNK):
+                chunk = list(user_ids[start : start + LOOKUP_CHUNK])
+                stmt = select(ProfileRow).where(
+                    col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id).in_(chunk)
+                )
+                for row in (await conn.execute(stmt)).all():
+                    found[row.user_id] = to_proto(ProfileRow.model_validate(row._mapping))
+        return found
 
     async def record_events(
         self, tenant_id: str, events: Sequence[tuple[str, profile_pb2.BehaviourEvent]]
