@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     delete,
+    exists,
     not_,
     or_,
     select,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Column, Field, SQLModel, col
 
 from services.intake import lifecycle
@@ -317,6 +319,7 @@ class IntakeStore:
                 if intent_id
                 else col(IntentRow.cancel_key) == cancel_key
             )
+            cond.append(_not_completed())
             ids = list(
                 (await conn.execute(select(col(IntentRow.intent_id)).where(*cond))).scalars()
             )
@@ -358,6 +361,14 @@ class IntakeStore:
         async with self.engine.begin() as conn:
             await conn.execute(_upsert_current(conn), [_current_row(e) for e in latest.values()])
             await conn.execute(insert_ignore(conn, DecisionRow), history)
+
+
+def _not_completed() -> ColumnElement[bool]:
+    """An intent still in play: no delivery known yet, or one not final."""
+    d = table_of(DeliveryRow)
+    mine = d.c.intent_id == col(IntentRow.intent_id)
+    is_open = and_(*(d.c.state != state for state in sorted(lifecycle.FINAL)))
+    return or_(~exists().where(mine), exists().where(mine, is_open))
 
 
 def _outbox_columns(table: Table) -> list[Column[Any]]:
