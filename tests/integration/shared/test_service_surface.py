@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 
 import grpc
@@ -15,26 +16,30 @@ from tests.conftest import running
 from tests.integration.intake.conftest import inapp_intent
 
 
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return str(reply.read().decode())
+
+
 async def test_metrics_endpoint_counts_rpcs_by_code_without_tenant_labels(make_settings, tenants):
     port = servers.free_port()
-    async with running(create_runtime(make_settings(IntakeSettings, metrics_port=port))) as rt:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as channel:
-            stub = intake_pb2_grpc.IntakeStub(channel)
-            await stub.Submit(
-                intake_pb2.SubmitRequest(intent=inapp_intent()), metadata=tenants.metadata()
-            )
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
+    runtime = create_runtime(make_settings(IntakeSettings, metrics_port=port))
+    async with running(runtime) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as channel:
+        stub = intake_pb2_grpc.IntakeStub(channel)
+        await stub.Submit(
+            intake_pb2.SubmitRequest(intent=inapp_intent()), metadata=tenants.metadata()
+        )
+        text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Submit"' in text
     assert 'sendmesh_intents_received_total{kind="marketing"}' in text
     assert "acme" not in text and "u1" not in text
 
 
 async def test_reflection_lists_the_service_api(make_settings):
-    async with running(create_runtime(make_settings(IntakeSettings))) as rt:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as channel:
-            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            request = reflection_pb2.ServerReflectionRequest(list_services="")
-            replies = [r async for r in stub.ServerReflectionInfo(iter([request]))]
+    runtime = create_runtime(make_settings(IntakeSettings))
+    async with running(runtime) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        replies = [r async for r in stub.ServerReflectionInfo(iter([request]))]
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"sendmesh.intake.v1.Intake", "grpc.health.v1.Health"} <= names
