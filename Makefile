@@ -14,7 +14,7 @@ PROTO_FILES := $(shell find protos -name '*.proto')
 
 help:
 	@echo "make run          start the whole mesh locally (installs, starts RabbitMQ)"
-	@echo "make test         run every test (installs, starts RabbitMQ and PostgreSQL)"
+	@echo "make test         protos-check, lint, then every test (installs, starts RabbitMQ and PostgreSQL)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make bench        throughput and latency of a fresh mesh vs a bare relay"
 	@echo "make protos       regenerate gen/ from protos/; make protos-check compares"
@@ -60,7 +60,9 @@ postgres:
 run: install broker
 	$(VENV)/bin/sendmesh run
 
-test: install broker postgres
+# CI runs only this target, so it checks everything: generated code, lint
+# and types, then every test.
+test: install broker postgres protos-check lint
 	$(VENV)/bin/pytest
 
 lint: install
