@@ -20,6 +20,7 @@ class BenchReport:
     throughput: ThroughputResult
     latency: LatencyResult | None
     baseline: BaselineResult | None
+    latency_floor: LatencyResult | None = None
 
     @property
     def ratio(self) -> float:
@@ -47,6 +48,16 @@ def _fmt(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _latency_rows(table: Table, label: str, result: LatencyResult) -> None:
+    lat = result.latencies
+    notes = (
+        f"{lat.count} intents at {_fmt(result.offered_per_s)}/s open loop, {result.lost} not sent"
+    )
+    table.add_row(f"submit -> sent p50, {label}", f"{_fmt(lat.p50_ms)} ms", notes)
+    table.add_row(f"submit -> sent p95, {label}", f"{_fmt(lat.p95_ms)} ms", "")
+    table.add_row(f"submit -> sent p99, {label}", f"{_fmt(lat.p99_ms)} ms", "")
+
+
 def report_table(r: BenchReport) -> Table:
     table = Table(
         title=f"sendmesh bench: n={r.n}, concurrency={r.concurrency}, prefetch={r.prefetch}"
@@ -60,12 +71,9 @@ def report_table(r: BenchReport) -> Table:
         f"{_fmt(t.intents_per_s)} intents/s",
         f"{t.sent}/{t.submitted} sent in {_fmt(t.seconds, 2)} s, {t.failed} submit errors",
     )
-    if r.latency is not None:
-        lat = r.latency.latencies
-        notes = f"{lat.count} intents at {_fmt(r.latency.offered_per_s)}/s open loop, {r.latency.lost} not sent"
-        table.add_row("submit -> sent p50", f"{_fmt(lat.p50_ms)} ms", notes)
-        table.add_row("submit -> sent p95", f"{_fmt(lat.p95_ms)} ms", "")
-        table.add_row("submit -> sent p99", f"{_fmt(lat.p99_ms)} ms", "")
+    for label, result in (("at half that rate", r.latency), ("floor", r.latency_floor)):
+        if result is not None:
+            _latency_rows(table, label, result)
     if r.baseline is not None:
         b = r.baseline
         table.add_row(

@@ -46,6 +46,9 @@ class BenchPlan:
     latency_max_s: float = 30.0
     warm_up_n: int = 20
     baseline: bool = True
+    # The floor: latency at a rate far below capacity, where nothing queues.
+    floor_rate: float = 20.0
+    floor_n: int = 200
 
 
 class Bars:
@@ -111,12 +114,15 @@ class BenchRun:
                 load = MeshLoad(channel, auth_metadata(self.target.api_key), self.watcher)
                 await self._warm_up(load)
                 throughput = await self._throughput(load)
-                latency = await self._latency(load, throughput)
+                latency = await self._latency(load, throughput.intents_per_s / 2, self.plan.n)
+                floor = await self._latency(load, self.plan.floor_rate, self.plan.floor_n)
         finally:
             await self.watcher.stop()
         baseline = await self._baseline() if self.plan.baseline else None
         p = self.plan
-        return BenchReport(p.n, p.concurrency, p.prefetch, throughput, latency, baseline)
+        return BenchReport(
+            p.n, p.concurrency, p.prefetch, throughput, latency, baseline, latency_floor=floor
+        )
 
     async def _warm_up(self, load: MeshLoad) -> None:
         subs = Submissions()
@@ -137,9 +143,9 @@ class BenchRun:
             raise BenchError(f"throughput: nothing was sent ({subs.first_error or 'timed out'})")
         return result
 
-    async def _latency(self, load: MeshLoad, throughput: ThroughputResult) -> LatencyResult:
-        rate = throughput.intents_per_s / 2
-        count = latency_count(self.plan.n, rate, self.plan.latency_max_s)
+    async def _latency(self, load: MeshLoad, rate: float, n: int) -> LatencyResult:
+        """Submit→sent latencies of intents offered open loop at `rate`."""
+        count = latency_count(n, rate, self.plan.latency_max_s)
         subs = Submissions()
         self._track(f"latency at {rate:,.0f}/s", count, subs)
         result = await ticking(load.latency(count, rate, self.plan.timeout_s, subs), self._tick)
