@@ -62,10 +62,8 @@ async def delete_exchanges(amqp_url: str, names: Iterable[str]) -> None:
                 await asyncio.wait_for(channel.exchange_delete(name), OPERATION_TIMEOUT_S)
 
 
-async def delete_namespace(amqp_url: str, namespace: str) -> None:
+async def delete_namespace(amqp_url: str, namespace: str | Topology) -> None:
     """Every queue and exchange the mesh's services declare under `namespace`."""
-    topo = Topology(namespace)
+    topo = namespace if isinstance(namespace, Topology) else Topology(namespace)
     await delete_queues(amqp_url, topo.all_queues(SERVICE_NAMES))
-    await delete_exchanges(
-        amqp_url, (topo.work_exchange, topo.events_exchange, topo.inbox_exchange)
-    )
+    await delete_exchanges(amqp_url, topo.all_exchanges())

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import aio_pika
 import pytest
 
+from cli.bus_admin import delete_namespace
+from cli.mesh import SERVICE_NAMES
 from shared.auth import hash_api_key, new_api_key
 from shared.bus.topology import Topology
 from shared.runtime import ServiceRuntime
@@ -78,32 +80,6 @@ async def namespace(amqp_url: str, session_namespace: str) -> str:
                 queue = await channel.get_queue(name, ensure=False)
                 await queue.purge()  # not declared yet: nothing to empty
     return session_namespace
-
-
-async def delete_namespace(amqp_url: str, topo: Topology) -> None:
-    conn = await aio_pika.connect(amqp_url)
-    async with conn:
-        for name in topo.all_queues(SERVICE_NAMES):
-            channel = await conn.channel()
-            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
-                await channel.queue_delete(name)
-        channel = await conn.channel()
-        exchanges = [topo.work_exchange, topo.events_exchange, topo.inbox_exchange]
-        exchanges += [topo.delay_queue(i) for i in range(len(topo.retry_delays_s))]
-        for name in exchanges:
-            await channel.exchange_delete(name)
-
-
-SERVICE_NAMES = (
-    "intake",
-    "profile",
-    "eligibility",
-    "frequency",
-    "email",
-    "sms",
-    "webpush",
-    "inapp",
-)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -86,6 +86,10 @@ class Topology:
                 step += 1
         return step
 
+    def all_exchanges(self) -> list[str]:
+        delays = [self.delay_queue(i) for i in range(len(self.retry_delays_s))]
+        return [self.work_exchange, self.events_exchange, self.inbox_exchange, *delays]
+
     def stage_of(self, queue: str) -> str:
         return queue.removeprefix(self.namespace + ".")
 
