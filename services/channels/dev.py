@@ -4,6 +4,7 @@ would send, one JSON file per message, to <var_dir>/outbox/<channel>/<delivery_i
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import os
@@ -20,16 +21,18 @@ from shared.errors import TransientError
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class DevProvider:
+class DevProvider(abc.ABC):
+    """Each channel's dev provider says only what its vendor would be sent."""
+
     name = "dev"
     channel = ""
 
     def __init__(self, var_dir: Path) -> None:
         self.outbox = var_dir / "outbox" / self.channel
 
+    @abc.abstractmethod
     def payload(self, message: OutgoingMessage) -> dict[str, Any]:
         """What the vendor would be asked to send (to, subject, text...)."""
-        raise NotImplementedError
 
     async def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         files: list[tuple[Path, dict[str, Any]]] = []
