@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,26 @@ async def create_tables(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction. On SQLite, writers in this process take turns here.
+
+    SQLite admits one writer; a second one waits in its busy handler, which
+    sleeps and retries with back-off, costing milliseconds per collision.
+    An asyncio lock makes them queue without sleeping. PostgreSQL needs none.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _sqlite_writers.setdefault(engine, asyncio.Lock())
+    async with lock, engine.begin() as conn:
+        yield conn
 
 
 def table_of(model: type[SQLModel]) -> Table:

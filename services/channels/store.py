@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from shared.clock import utcnow
-from shared.db import insert_ignore
+from shared.db import insert_ignore, write
 
 # (tenant_id, delivery_id) and (tenant_id, intent_id)
 DeliveryKey = tuple[str, str]
@@ -97,7 +97,7 @@ async def record_cancellations(
     rows = [{"tenant_id": t, "intent_id": i, "cancelled_at": when} for t, i in set(keys)]
     if not rows:
         return
-    async with engine.begin() as conn:
+    async with write(engine) as conn:
         await conn.execute(insert_ignore(conn, CancelledIntent), rows)
 
 
@@ -128,7 +128,7 @@ async def claim(
         }
         for c in claims
     ]
-    async with engine.begin() as conn:
+    async with write(engine) as conn:
         stmt = _insert(conn, table)
         upsert = stmt.on_conflict_do_update(
             index_elements=[table.c.tenant_id, table.c.delivery_id],
@@ -171,7 +171,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
         }
         for o in outcomes
     ]
-    async with engine.begin() as conn:
+    async with write(engine) as conn:
         await conn.execute(stmt, params)
 
 

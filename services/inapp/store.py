@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from shared.clock import utcnow
-from shared.db import insert_ignore
+from shared.db import insert_ignore, write
 
 MAX_PAGE_SIZE = 100
 
@@ -97,7 +97,7 @@ async def insert_new(engine: AsyncEngine, messages: Sequence[InboxMessage]) -> s
         return set()
     table = _table()
     rows = [m.model_dump() for m in messages]
-    async with engine.begin() as conn:
+    async with write(engine) as conn:
         stmt = insert_ignore(conn, table).returning(table.c.tenant_id, table.c.delivery_id)
         result = await conn.execute(stmt, rows)
         return {(r.tenant_id, r.delivery_id) for r in result}
@@ -161,7 +161,7 @@ async def mark_read(
         )
         .values(read_at=now, seen_at=func.coalesce(table.c.seen_at, now))
     )
-    async with engine.begin() as conn:
+    async with write(engine) as conn:
         result = await conn.execute(stmt)
         counts = await _counts(conn, tenant_id, user_id)
     return int(result.rowcount), counts

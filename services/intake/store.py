@@ -34,7 +34,7 @@ from sqlmodel import Column, Field, SQLModel, col
 from services.intake import lifecycle
 from shared.bus.topology import EVENTS_CANCELLED_KEY as CANCELLED_KEY
 from shared.bus.topology import PLAN as PLAN_STAGE
-from shared.db import insert_ignore, is_postgres, table_of, utc_field
+from shared.db import insert_ignore, is_postgres, table_of, utc_field, write
 
 
 class IntentRow(SQLModel, table=True):
@@ -161,7 +161,7 @@ class IntakeStore:
         fresh: dict[tuple[str, str], NewIntent] = {}
         for item in items:
             fresh.setdefault((item.tenant_id, item.idempotency_key), item)
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             created = await self._insert_intents(conn, list(fresh.values()))
             outbox = await self._insert_outbox(
                 conn, [i for i in fresh.values() if i.intent_id in created]
@@ -255,7 +255,7 @@ class IntakeStore:
             return [OutboxMessage(*row) for row in (await conn.execute(stmt)).all()]
 
     async def delete_outbox(self, ids: Sequence[int]) -> None:
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(delete(OutboxRow).where(col(OutboxRow.id).in_(ids)))
 
     async def outbox_backlog(self) -> int:
@@ -312,7 +312,7 @@ class IntakeStore:
         the announcement (`announce(intent_id)` -> (type, body)) in the same
         transaction, so every stage hears of it even if we crash right after.
         Returns the announcements (one per cancelled intent)."""
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             cond = [col(IntentRow.tenant_id) == tenant_id, col(IntentRow.cancelled_at).is_(None)]
             cond.append(
                 col(IntentRow.intent_id) == intent_id
@@ -358,7 +358,7 @@ class IntakeStore:
             ):
                 latest[event.delivery_id] = event
         history = [row for event in events for row in _history_rows(event)]
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(_upsert_current(conn), [_current_row(e) for e in latest.values()])
             await conn.execute(insert_ignore(conn, DecisionRow), history)
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col
 
 from shared.clock import to_timestamp
-from shared.db import insert_ignore, is_postgres, table_of, utc_field
+from shared.db import insert_ignore, is_postgres, table_of, utc_field, write
 
 
 class ProfileRow(SQLModel, table=True):
@@ -87,7 +87,7 @@ class ProfileStore:
     ) -> profile_pb2.Profile:
         row = to_row(tenant_id, profile, now)
         table = table_of(ProfileRow)
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
             stmt = ins.values(row).on_conflict_do_update(
                 index_elements=[table.c.tenant_id, table.c.user_id],
@@ -128,11 +128,11 @@ class ProfileStore:
             }
             for user_id, e in events
         ]
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             await conn.execute(insert_ignore(conn, BehaviourEventRow), rows)
 
     async def erase(self, tenant_id: str, user_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with write(self.engine) as conn:
             gone = await conn.execute(
                 delete(ProfileRow).where(
                     col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id) == user_id
