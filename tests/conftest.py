@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from cli.bus_admin import delete_namespace
 from cli.mesh import SERVICE_NAMES
+from shared import db
 from shared.auth import hash_api_key, new_api_key
 from shared.bus.topology import Topology
 from shared.runtime import ServiceRuntime
@@ -92,6 +95,24 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     name = await servers.create_pg_database(admin)
     yield servers.asyncpg_url(admin, name)
     await servers.drop_pg_database(admin, name)
+
+
+@pytest.fixture
+async def store_engine(
+    database_url: str,
+) -> AsyncIterator[Callable[[Sequence[type[SQLModel]]], Awaitable[AsyncEngine]]]:
+    """Engines on this test's database (SQLite or PostgreSQL) with the given tables."""
+    engines: list[AsyncEngine] = []
+
+    async def make(tables: Sequence[type[SQLModel]]) -> AsyncEngine:
+        engine = db.create_engine(database_url)
+        await db.create_tables(engine, tables)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -1,21 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels import store
 from services.channels.store import Claim, Outcome
-from shared import db
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url)
-    await db.create_tables(engine, store.TABLES)
-    yield engine
-    await engine.dispose()
+async def engine(store_engine) -> AsyncEngine:
+    return await store_engine(store.TABLES)
 
 
 async def test_a_first_claim_is_attempt_one_and_each_claim_adds_one(engine):

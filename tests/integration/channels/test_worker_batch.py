@@ -3,7 +3,7 @@ sends and what it hands back to publish (nothing is published here)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from sendmesh.bus.v1 import envelope_pb2
@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.channels import store
 from services.channels.provider import OutgoingMessage, Provider, SendResult
 from services.channels.worker import ChannelWorker
-from shared import db
 from shared.bus.publisher import ATTEMPT_HEADER, Bus, Outbound
 from shared.bus.topology import Topology
 from shared.errors import TransientError
@@ -42,11 +41,8 @@ class Forgetful:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url)
-    await db.create_tables(engine, store.TABLES)
-    yield engine
-    await engine.dispose()
+async def engine(store_engine) -> AsyncEngine:
+    return await store_engine(store.TABLES)
 
 
 def _worker(engine: AsyncEngine, provider: Provider) -> ChannelWorker:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,17 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inapp import store
 from services.inapp.store import InboxMessage, Position
-from shared import db
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url)
-    await db.create_tables(engine, store.TABLES)
-    yield engine
-    await engine.dispose()
+async def engine(store_engine) -> AsyncEngine:
+    return await store_engine(store.TABLES)
 
 
 def _row(n: int, tenant: str = "acme", user: str = "u1") -> InboxMessage:

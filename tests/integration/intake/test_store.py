@@ -8,7 +8,6 @@ from sendmesh.intent.v1 import intent_pb2
 
 from services.intake.server import new_intent
 from services.intake.store import TABLES, IntakeStore
-from shared import db
 from tests.integration.intake.conftest import inapp_intent
 from tests.integration.intake.test_status import event
 
@@ -16,11 +15,8 @@ S = intent_pb2.DeliveryState
 
 
 @pytest.fixture
-async def store(database_url):
-    engine = db.create_engine(database_url)
-    await db.create_tables(engine, TABLES)
-    yield IntakeStore(engine)
-    await engine.dispose()
+async def store(store_engine):
+    return IntakeStore(await store_engine(TABLES))
 
 
 def announce(intent_id: str) -> tuple[str, bytes]:

@@ -9,18 +9,14 @@ from sendmesh.profile.v1 import profile_pb2
 from sqlalchemy import func, select
 
 from services.profile.store import TABLES, BehaviourEventRow, ProfileStore
-from shared import db
 from tests.integration.profile.conftest import full_profile
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(database_url):
-    engine = db.create_engine(database_url)
-    await db.create_tables(engine, TABLES)
-    yield ProfileStore(engine)
-    await engine.dispose()
+async def store(store_engine):
+    return ProfileStore(await store_engine(TABLES))
 
 
 def event(name: str, at: datetime, **properties: str) -> profile_pb2.BehaviourEvent:
