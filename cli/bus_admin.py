@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aio_pika
 
@@ -43,23 +43,26 @@ async def check_answers(amqp_url: str) -> None:
 
 
 async def delete_queues(amqp_url: str, names: Iterable[str]) -> None:
-    connection = await connect(amqp_url, "sendmesh-cli-cleanup")
-    async with connection:
-        for name in names:
-            # A fresh channel each: deleting a queue that was never declared
-            # closes the channel it was asked on.
-            with contextlib.suppress(Exception):
-                channel = await connection.channel()
-                await asyncio.wait_for(channel.queue_delete(name), OPERATION_TIMEOUT_S)
+    await _delete_each(amqp_url, names, lambda channel, name: channel.queue_delete(name))
 
 
 async def delete_exchanges(amqp_url: str, names: Iterable[str]) -> None:
+    await _delete_each(amqp_url, names, lambda channel, name: channel.exchange_delete(name))
+
+
+async def _delete_each(
+    amqp_url: str,
+    names: Iterable[str],
+    delete: Callable[[aio_pika.abc.AbstractChannel, str], Awaitable[object]],
+) -> None:
     connection = await connect(amqp_url, "sendmesh-cli-cleanup")
     async with connection:
         for name in names:
+            # A fresh channel each: deleting what was never declared closes
+            # the channel it was asked on.
             with contextlib.suppress(Exception):
                 channel = await connection.channel()
-                await asyncio.wait_for(channel.exchange_delete(name), OPERATION_TIMEOUT_S)
+                await asyncio.wait_for(delete(channel, name), OPERATION_TIMEOUT_S)
 
 
 async def delete_namespace(amqp_url: str, namespace: str | Topology) -> None:
