@@ -56,6 +56,7 @@ def new_intent(tenant: str, intent: intent_pb2.SendIntent) -> NewIntent:
         payload=intent.SerializeToString(),
         envelope=envelope.SerializeToString(),
         envelope_type=ENVELOPE_TYPE,
+        kind=intent.kind,
     )
 
 
@@ -197,8 +198,7 @@ async def store_and_count(store: IntakeStore, items: Sequence[NewIntent]) -> lis
     stored = await store.store_intents(items)
     for item, result in zip(items, stored, strict=True):
         if not result.duplicate and not result.conflict:
-            kind = intent_pb2.SendIntent.FromString(item.payload).kind
-            metrics.INTENTS_RECEIVED.labels(KIND_NAMES.get(kind, "unknown")).inc()
+            metrics.INTENTS_RECEIVED.labels(KIND_NAMES.get(item.kind, "unknown")).inc()
     return stored
 
 

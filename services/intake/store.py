@@ -134,6 +134,8 @@ class NewIntent:
     payload: bytes
     envelope: bytes
     envelope_type: str
+    # The intent's kind, for the received-intents metric.
+    kind: int = 0
 
 
 @dataclass(frozen=True)
