@@ -22,6 +22,24 @@ UNDECODABLE = "undecodable"
 TEMPLATE_NOT_FOUND = "template_not_found"
 WRONG_CHANNEL = "wrong_channel"
 
+# Provider outcomes (channel workers).
+PROVIDER_UNAVAILABLE = "provider_unavailable"  # timeout, connection refused, 5xx, SMTP 4xx
+RATE_LIMITED = "rate_limited"  # 429 (Retry-After honoured)
+INVALID_CONTACT = "invalid_contact"  # bad address or number, rejected by the provider
+PROVIDER_REJECTED = "provider_rejected"  # any other permanent refusal (4xx, SMTP 5xx)
+SUBSCRIPTION_GONE = "subscription_gone"  # web push 404/410: the subscription is pruned
+ENDPOINT_FORBIDDEN = "endpoint_forbidden"  # push endpoint resolves to a private address
+RENDER_ERROR = "render_error"  # a template needs a variable it was not given
+
+# Decision stages (eligibility, frequency, scheduler).
+NO_CONSENT = "no_consent"
+OPTED_OUT = "opted_out"
+SUPPRESSED = "suppressed"
+EXCLUDED_BY_RULE = "excluded_by_rule"
+QUIET_HOURS = "quiet_hours"
+CAPPED = "capped"
+SCHEDULED = "scheduled"
+
 ALL = frozenset(
     {
         ALLOWED,
@@ -40,5 +58,19 @@ ALL = frozenset(
         UNDECODABLE,
         TEMPLATE_NOT_FOUND,
         WRONG_CHANNEL,
+        PROVIDER_UNAVAILABLE,
+        RATE_LIMITED,
+        INVALID_CONTACT,
+        PROVIDER_REJECTED,
+        SUBSCRIPTION_GONE,
+        ENDPOINT_FORBIDDEN,
+        RENDER_ERROR,
+        NO_CONSENT,
+        OPTED_OUT,
+        SUPPRESSED,
+        EXCLUDED_BY_RULE,
+        QUIET_HOURS,
+        CAPPED,
+        SCHEDULED,
     }
 )

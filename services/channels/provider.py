@@ -66,6 +66,11 @@ class SendResult:
     detail: str = ""
     provider_message_id: str = ""
     retry_after_s: float | None = None
+    # Web push endpoints the push service said are gone (404/410): the worker
+    # removes them from the profile. Kept out of repr like every contact point.
+    gone_endpoints: tuple[str, ...] = field(default=(), repr=False)
+    # Provider facts worth reporting on the event (e.g. SMS segments), closed keys.
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 def sent(delivery_id: str, provider_message_id: str = "") -> SendResult:
