@@ -126,6 +126,9 @@ def merged_api_keys(dev_key_hash: str, inherited: Mapping[str, str]) -> dict[str
 
 def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
     with socket.socket() as s:
+        # As the servers bind: a port whose last connections linger in
+        # TIME_WAIT (a scrape a moment ago) is free to listen on.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

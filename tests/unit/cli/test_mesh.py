@@ -4,6 +4,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from cli.mesh import (
     DEFAULT_BASE_PORT,
     DEFAULT_METRICS_BASE_PORT,
@@ -105,3 +107,19 @@ def test_example_lines_carry_flags_only_when_not_the_defaults():
     cfg = MeshConfig(var_dir=Path("/tmp/v"), base_port=41000)
     assert example_send_line(cfg).endswith("--intake 127.0.0.1:41000 --var-dir /tmp/v")
     assert example_inbox_line(cfg) == "sendmesh inbox u1 --inapp 127.0.0.1:41007 --var-dir /tmp/v"
+
+
+def test_a_port_whose_last_connection_lingers_in_time_wait_is_free():
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server closes first: its side enters TIME_WAIT
+        client.close()
+    # The fault happened: a plain bind, without SO_REUSEADDR, is refused.
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    assert port_is_free(port)
