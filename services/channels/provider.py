@@ -97,3 +97,10 @@ class Provider(Protocol):
     name: str
 
     async def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]: ...
+
+
+async def close_provider(provider: Provider) -> None:
+    """Close what the provider holds open (HTTP clients), if it holds anything."""
+    aclose = getattr(provider, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels.provider import Provider
 from services.channels.settings import ChannelSettings
 from services.email.providers.dev import DevEmailProvider
+from services.email.providers.smtp import SmtpEmailProvider
+from services.email.settings import EmailSettings
 from services.inapp.providers.inbox import InboxProvider
 from services.sms.providers.dev import DevSmsProvider
+from services.sms.providers.twilio import TwilioSmsProvider
 from services.webpush.providers.dev import DevWebPushProvider
+from services.webpush.providers.vapid import VapidWebPushProvider
 from shared.bus.publisher import Bus
 from shared.settings import SettingsError
 
@@ -36,6 +41,11 @@ BUILT_IN: dict[tuple[str, str], ProviderFactory] = {
     ("sms", "dev"): lambda ctx: DevSmsProvider(ctx.settings.var_dir),
     ("webpush", "dev"): lambda ctx: DevWebPushProvider(ctx.settings.var_dir),
     ("inapp", "inbox"): lambda ctx: InboxProvider(ctx.engine, ctx.bus),
+    ("email", "smtp"): lambda ctx: SmtpEmailProvider.from_settings(
+        cast(EmailSettings, ctx.settings)
+    ),
+    ("sms", "twilio"): lambda ctx: TwilioSmsProvider.from_settings(ctx.settings),
+    ("webpush", "vapid"): lambda ctx: VapidWebPushProvider.from_settings(ctx.settings),
 }
 
 _registry: dict[tuple[str, str], ProviderFactory] = dict(BUILT_IN)

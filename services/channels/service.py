@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 from services.channels import registry, store
 from services.channels.cancellations import CancellationRecorder, decode_cancelled
+from services.channels.provider import Provider, close_provider
 from services.channels.registry import ProviderContext
 from services.channels.settings import ChannelSettings
 from services.channels.worker import ChannelWorker
@@ -21,8 +22,21 @@ from shared.runtime import Component, Context, Parts, ServiceRuntime
 Extend = Callable[[Context, list[Component]], Awaitable[Parts]]
 
 
+class ProviderLifetime:
+    """Started first, stopped last: the provider closes after the last send."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await close_provider(self.provider)
+
+
 def worker_components(ctx: Context, settings: ChannelSettings, channel: str) -> list[Component]:
-    """The cancellation consumer and the send consumer, in start order."""
+    """The provider's lifetime, the cancellation consumer and the send consumer, in start order."""
     factory = registry.require(channel, settings.provider)
     provider = factory(ProviderContext(settings, ctx.engine, ctx.bus))
     worker = ChannelWorker(ctx.bus, ctx.engine, provider, channel, settings.max_attempts)
@@ -32,7 +46,7 @@ def worker_components(ctx: Context, settings: ChannelSettings, channel: str) -> 
         CancellationRecorder(ctx.engine).handle,
     )
     sends = ctx.consumer(topology.send_stage(channel), decode_envelope, worker.handle)
-    return [cancellations, sends]
+    return [ProviderLifetime(provider), cancellations, sends]
 
 
 async def _worker_only(_ctx: Context, components: list[Component]) -> Parts:

@@ -11,9 +11,9 @@ from shared.settings import SettingsError
 
 def test_every_channel_has_a_built_in_provider_and_inapp_defaults_to_the_inbox():
     assert {c: registry.known(c) for c in ("email", "sms", "webpush", "inapp")} == {
-        "email": ["dev"],
-        "sms": ["dev"],
-        "webpush": ["dev"],
+        "email": ["dev", "smtp"],
+        "sms": ["dev", "twilio"],
+        "webpush": ["dev", "vapid"],
         "inapp": ["inbox"],
     }
     assert InappSettings().provider == "inbox"
@@ -21,8 +21,10 @@ def test_every_channel_has_a_built_in_provider_and_inapp_defaults_to_the_inbox()
 
 
 def test_an_unknown_provider_stops_start_up_naming_the_choices():
-    with pytest.raises(SettingsError, match=r"SENDMESH_PROVIDER: no email provider 'smtp'.*dev"):
-        create_runtime(EmailSettings(provider="smtp"))
+    with pytest.raises(
+        SettingsError, match=r"SENDMESH_PROVIDER: no email provider 'mailgun'.*dev, smtp"
+    ):
+        create_runtime(EmailSettings(provider="mailgun"))
 
 
 def test_a_provider_name_cannot_be_registered_twice():

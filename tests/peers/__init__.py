@@ -1,0 +1,1 @@
+"""Local stand-ins for the vendors the channel providers talk to."""
