@@ -76,3 +76,30 @@ bench: install broker
 clean:
 	rm -rf gen $(STAMPS) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# promtool (Prometheus' rule and metrics checker) from PATH or .tools/bin/,
+# else extracted from Debian's prometheus package; the daemon is not installed.
+.PHONY: promtool monitoring-check
+
+promtool:
+	@bash scripts/ensure-promtool.sh >/dev/null
+
+# deploy/monitoring: promtool check and unit tests of the rules, the dashboard's
+# PromQL and metric names, and promtool's lint of every service's /metrics.
+monitoring-check: install broker
+	@promtool=$$(bash scripts/ensure-promtool.sh); \
+	"$$promtool" check rules deploy/monitoring/rules.yaml; \
+	cd deploy/monitoring && "$$promtool" test rules rules.test.yaml
+	$(VENV)/bin/pytest -q tests/deploy/test_monitoring.py tests/integration/shared/test_promtool_metrics.py
+
+# Renders every Kubernetes overlay, then checks the manifests against the code
+# and the CRD schemas, and the Dockerfile (tests/deploy; offline, needs kubectl).
+.PHONY: deploy-check
+KUBECTL ?= kubectl
+deploy-check: install
+	@for overlay in deploy/k8s/overlays/*/; do \
+		$(KUBECTL) kustomize "$$overlay" > /dev/null && echo "rendered $$overlay"; \
+	done
+	$(PY) deploy/schemas/crd2jsonschema.py --check
+	$(PY) deploy/k8s/components/monitoring/sync_rules.py --check
+	KUBECTL=$$(command -v $(KUBECTL)) $(VENV)/bin/pytest -q tests/deploy
