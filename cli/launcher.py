@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -62,6 +63,9 @@ class Launcher:
     ) -> None:
         self.cfg = cfg
         self._api_keys = dict(api_keys)
+        # The services' key for calling each other, new for every run: one the
+        # environment already sets (SENDMESH_INTERNAL_KEY) is kept.
+        self._internal_key = os.environ.get("SENDMESH_INTERNAL_KEY") or secrets.token_urlsafe(32)
         # None: children write to our own stdout/stderr.
         self._log_dir = log_dir
         self._start_timeout_s = start_timeout_s
@@ -88,7 +92,7 @@ class Launcher:
             raise
 
     def _spawn(self, spec: ServiceSpec) -> Child:
-        env = service_env(self.cfg, spec.name, self._api_keys, os.environ)
+        env = service_env(self.cfg, spec.name, self._api_keys, os.environ, self._internal_key)
         log_path, output = self._output_for(spec.name)
         process = subprocess.Popen(
             service_command(self._python, spec.name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import bench, inbox, keys, run, send, serve, status
+from cli.commands import bench, inbox, keys, profiles, run, send, serve, status
 
 app = typer.Typer(
     help="sendmesh: run the dispatch mesh, send intents, follow them.",
@@ -19,3 +19,4 @@ app.command("status")(status.status)
 app.command("inbox")(inbox.inbox)
 app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys")
+app.add_typer(profiles.app, name="profiles")

@@ -34,12 +34,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         "eligibility",
-        "consent, suppression, behaviour rules",
+        "consent, suppression, behaviour rules, quiet hours",
         ("eligibility",),
-        ("frequency", "events"),
+        ("frequency", "deferred", "events"),
     ),
     ServiceSpec(
-        "frequency", "caps; chooses channels", ("frequency",), ("send.<channel>", "events")
+        "frequency",
+        "caps; chooses channels",
+        ("frequency", "release", "control.frequency"),
+        ("send.<channel>", "deferred", "events"),
     ),
     ServiceSpec("email", "sends email", ("send.email", "control.email"), ("events",)),
     ServiceSpec("sms", "sends SMS", ("send.sms", "control.sms"), ("events",)),
@@ -49,6 +52,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "writes the in-app inbox, serves it",
         ("send.inapp", "control.inapp"),
         ("events", "inbox"),
+    ),
+    ServiceSpec(
+        "scheduler",
+        "holds deferred deliveries until due",
+        ("deferred", "control.scheduler"),
+        ("plan", "eligibility", "frequency", "send.<channel>", "events"),
     ),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
@@ -87,7 +96,11 @@ class MeshConfig:
 
 
 def service_env(
-    cfg: MeshConfig, service: str, api_keys: Mapping[str, str], inherited: Mapping[str, str]
+    cfg: MeshConfig,
+    service: str,
+    api_keys: Mapping[str, str],
+    inherited: Mapping[str, str],
+    internal_key: str = "",
 ) -> dict[str, str]:
     """The environment of one child: the caller's, with the mesh's settings on top.
 
@@ -107,8 +120,15 @@ def service_env(
             "SENDMESH_API_KEYS": json.dumps(dict(api_keys), sort_keys=True),
             "SENDMESH_LOG_FORMAT": cfg.log_format,
             "SENDMESH_LOG_LEVEL": cfg.log_level,
+            # Where a service finds the others it calls (Explain, the last
+            # behaviour check before a send).
+            "SENDMESH_PROFILE_ADDRESS": cfg.address("profile"),
+            "SENDMESH_ELIGIBILITY_ADDRESS": cfg.address("eligibility"),
+            "SENDMESH_FREQUENCY_ADDRESS": cfg.address("frequency"),
         }
     )
+    if internal_key:
+        env["SENDMESH_INTERNAL_KEY"] = internal_key
     return env
 
 

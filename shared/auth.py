@@ -36,6 +36,22 @@ def key_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> s
     return None
 
 
+TENANT_HEADER = "x-sendmesh-tenant"
+
+
+def internal_metadata(internal_key: str, tenant: str) -> tuple[tuple[str, str], ...]:
+    """What one of the mesh's services sends to act for `tenant`."""
+    return (("authorization", f"Bearer {internal_key}"), (TENANT_HEADER, tenant))
+
+
+def tenant_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+    for name, value in metadata or ():
+        if name == TENANT_HEADER:
+            text = value.decode() if isinstance(value, bytes) else value
+            return text.strip() or None
+    return None
+
+
 def set_current_tenant(tenant: str) -> contextvars.Token[str]:
     return _tenant.set(tenant)
 

@@ -89,6 +89,38 @@ OUTBOX_BACKLOG = Gauge(
     "sendmesh_outbox_backlog_messages",
     "Intents stored but not yet published to the plan queue.",
 )
+# Deferred deliveries (quiet hours, caps, send_at) and the scheduler.
+DEFERRED_PENDING = Gauge(
+    "sendmesh_scheduler_deferred_deliveries",
+    "Deferred deliveries stored and not yet due or released.",
+)
+SCHEDULER_LAG = Histogram(
+    "sendmesh_scheduler_lag_seconds",
+    "How late a deferred delivery was put back on its queue, after its due time.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+DEFERRED_TOTAL = Counter(
+    "sendmesh_deferrals_total",
+    "Deliveries deferred, by the stage that deferred them and why.",
+    ["stage", "reason"],
+)
+CAP_RESERVATIONS = Counter(
+    "sendmesh_cap_reservations_total",
+    "Cap reservations, by outcome (granted, capped, released, no_policy).",
+    ["outcome"],
+)
+PROVIDER_CALL = Histogram(
+    "sendmesh_provider_call_seconds",
+    "Time of one provider call (a batch of messages), by channel and provider.",
+    ["channel", "provider"],
+    buckets=LATENCY_BUCKETS,
+)
+PROVIDER_ERRORS = Counter(
+    "sendmesh_provider_errors_total",
+    "Messages a provider did not accept, by channel, provider and reason.",
+    ["channel", "provider", "reason"],
+)
+
 BUILD_INFO = Info("sendmesh_build", "Version of the running service.")
 
 

@@ -39,6 +39,7 @@ EXCLUDED_BY_RULE = "excluded_by_rule"
 QUIET_HOURS = "quiet_hours"
 CAPPED = "capped"
 SCHEDULED = "scheduled"
+RESERVED = "reserved"  # a cap slot was taken under every matching policy
 
 ALL = frozenset(
     {
@@ -72,5 +73,6 @@ ALL = frozenset(
         QUIET_HOURS,
         CAPPED,
         SCHEDULED,
+        RESERVED,
     }
 )

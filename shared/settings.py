@@ -38,6 +38,10 @@ class ServiceSettings(BaseSettings):
 
     # sha256(api key) hex -> tenant id. Keys themselves are never stored.
     api_keys: dict[str, str] = Field(default_factory=dict)
+    # The mesh's own services calling each other (a channel worker asking the
+    # profile service) present this key and name the tenant they act for in
+    # `x-sendmesh-tenant`. Unset: no service may act for a tenant.
+    internal_key: SecretStr | None = None
 
     # TLS for the gRPC port; with a client CA, clients must present a cert (mTLS).
     tls_cert_file: Path | None = None

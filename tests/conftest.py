@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
@@ -22,6 +23,11 @@ from shared.bus.topology import Topology
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests import servers
+
+# Property tests check properties, not speed: on shared, noisy machines a
+# slow example must not fail the run (speed is `make bench`'s job).
+hypothesis_settings.register_profile("sendmesh", deadline=None)
+hypothesis_settings.load_profile("sendmesh")
 
 S = TypeVar("S", bound=ServiceSettings)
 

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlmodel import SQLModel
 
 from services.channels import registry, store
-from services.channels.cancellations import CancellationRecorder, decode_cancelled
+from services.channels.cancellations import CancellationRecorder, OnErased, decode_control
 from services.channels.provider import Provider, close_provider
+from services.channels.recheck import BehaviourRecheck
 from services.channels.registry import ProviderContext
 from services.channels.settings import ChannelSettings
 from services.channels.worker import ChannelWorker
@@ -25,28 +26,34 @@ Extend = Callable[[Context, list[Component]], Awaitable[Parts]]
 class ProviderLifetime:
     """Started first, stopped last: the provider closes after the last send."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, recheck: BehaviourRecheck) -> None:
         self.provider = provider
+        self.recheck = recheck
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
         await close_provider(self.provider)
+        await self.recheck.close()
 
 
-def worker_components(ctx: Context, settings: ChannelSettings, channel: str) -> list[Component]:
+def worker_components(
+    ctx: Context, settings: ChannelSettings, channel: str, on_erased: OnErased | None = None
+) -> list[Component]:
     """The provider's lifetime, the cancellation consumer and the send consumer, in start order."""
     factory = registry.require(channel, settings.provider)
     provider = factory(ProviderContext(settings, ctx.engine, ctx.bus))
-    worker = ChannelWorker(ctx.bus, ctx.engine, provider, channel, settings.max_attempts)
+    key = settings.internal_key.get_secret_value() if settings.internal_key else None
+    recheck = BehaviourRecheck(settings.profile_address, key)
+    worker = ChannelWorker(ctx.bus, ctx.engine, provider, channel, settings.max_attempts, recheck)
     cancellations = ctx.consumer(
         topology.control_stage(settings.service),
-        decode_cancelled,
-        CancellationRecorder(ctx.engine).handle,
+        decode_control,
+        CancellationRecorder(ctx.engine, on_erased).handle,
     )
     sends = ctx.consumer(topology.send_stage(channel), decode_envelope, worker.handle)
-    return [ProviderLifetime(provider), cancellations, sends]
+    return [ProviderLifetime(provider, recheck), cancellations, sends]
 
 
 async def _worker_only(_ctx: Context, components: list[Component]) -> Parts:
@@ -59,12 +66,13 @@ def create_worker_runtime(
     *,
     extend: Extend = _worker_only,
     tables: Sequence[type[SQLModel]] = (),
+    on_erased: OnErased | None = None,
 ) -> ServiceRuntime:
     """A channel worker service; `extend` adds its gRPC API (inapp's inbox)."""
     registry.require(channel, settings.provider)  # fail at start-up, not on the first message
 
     async def build(ctx: Context) -> Parts:
-        return await extend(ctx, worker_components(ctx, settings, channel))
+        return await extend(ctx, worker_components(ctx, settings, channel, on_erased))
 
     return ServiceRuntime(
         settings,

@@ -16,3 +16,5 @@ def provider_field(default: str) -> Any:
 
 class ChannelSettings(ServiceSettings):
     provider: str = provider_field("dev")
+    # Asked right before a send whether the intent's behaviour rules match now.
+    profile_address: str = "127.0.0.1:50052"

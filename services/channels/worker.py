@@ -19,10 +19,11 @@ from services.channels import store
 from services.channels.outcomes import RECORD_STATE, Action, action_for
 from services.channels.prepare import prepare
 from services.channels.provider import OutgoingMessage, Provider, SendResult, transient
+from services.channels.recheck import BehaviourRecheck
 from shared import envelopes, metrics, reasons
 from shared.bus import topology
 from shared.bus.consumer import dead_letter, retry_later
-from shared.bus.publisher import Bus, Outbound, to_events
+from shared.bus.publisher import Bus, Outbound, to_events, to_stage
 from shared.clock import from_timestamp, now_timestamp, utcnow
 from shared.envelopes import State, StateValue
 from shared.errors import PermanentError, TransientError
@@ -57,12 +58,21 @@ class Report:
     dead: dict[int, list[tuple[Item, SendResult, int]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # Deliveries that will never be sent: frequency gives their cap slots back.
+    released: list[envelope_pb2.DeliveryEvent] = field(default_factory=list)
 
 
 class ChannelWorker:
     def __init__(
-        self, bus: Bus, engine: AsyncEngine, provider: Provider, channel: str, max_attempts: int
+        self,
+        bus: Bus,
+        engine: AsyncEngine,
+        provider: Provider,
+        channel: str,
+        max_attempts: int,
+        recheck: BehaviourRecheck | None = None,
     ) -> None:
+        self.recheck = recheck
         self.bus = bus
         self.engine = engine
         self.provider = provider
@@ -73,6 +83,7 @@ class ChannelWorker:
     async def handle(self, batch: list[Envelope]) -> list[Outbound]:
         report = Report()
         items = await self._not_cancelled(batch, report)
+        items = await self._still_wanted(items, report)
         claimed = await self._claim(items, report)
         to_send = [item for item in items if item.key in claimed]
         results = await self._send(to_send)
@@ -81,6 +92,7 @@ class ChannelWorker:
             for item in to_send
         }
         await self._record(to_send, results, actions)
+        await self._prune_gone(to_send, results)
         for item in to_send:
             self._report(item, results[item.key], actions[item.key], claimed[item.key], report)
         return self._outbound(report)
@@ -104,6 +116,23 @@ class ChannelWorker:
                     items.append(item)
                 seen.add(item.key)
         return items
+
+    async def _still_wanted(self, items: list[Item], report: Report) -> list[Item]:
+        """Less the deliveries whose behaviour rules match now (reported, slots released)."""
+        if self.recheck is None:
+            return items
+        excluded = await self.recheck.excluded(items)
+        kept: list[Item] = []
+        for item in items:
+            detail = excluded.get(item.key)
+            if detail is None:
+                kept.append(item)
+                continue
+            state = State.DELIVERY_STATE_SUPPRESSED
+            self._event(item, state, reasons.EXCLUDED_BY_RULE, report, detail)
+            report.released.append(report.events[-1])
+            self._count("excluded")
+        return kept
 
     async def _claim(self, items: list[Item], report: Report) -> dict[store.DeliveryKey, int]:
         """Attempt counts of the deliveries to send now; those already sent are skipped."""
@@ -147,6 +176,18 @@ class ChannelWorker:
             )
         return results
 
+    async def _prune_gone(
+        self, items: list[Item], results: dict[store.DeliveryKey, SendResult]
+    ) -> None:
+        if self.recheck is None:
+            return
+        for item in items:
+            gone = list(results[item.key].gone_endpoints)
+            if gone:
+                await self.recheck.prune_subscriptions(
+                    item.env.tenant_id, item.delivery.user_id, gone
+                )
+
     async def _record(
         self,
         items: list[Item],
@@ -164,8 +205,10 @@ class ChannelWorker:
     async def _call_provider(self, messages: Sequence[OutgoingMessage]) -> dict[str, SendResult]:
         if not messages:
             return {}
+        timer = metrics.PROVIDER_CALL.labels(self.channel, self.provider.name).time()
         try:
-            answers = await self.provider.send(messages)
+            with timer:
+                answers = await self.provider.send(messages)
         except TransientError as err:  # the whole call failed, e.g. the vendor is down
             return {
                 m.delivery_id: transient(m.delivery_id, err.reason, err.detail, err.retry_after_s)
@@ -176,6 +219,10 @@ class ChannelWorker:
                 m.delivery_id: SendResult(m.delivery_id, "permanent", err.reason, err.detail)
                 for m in messages
             }
+        for answer in answers:
+            if answer.outcome != "sent":
+                reason = answer.reason if answer.reason in reasons.ALL else "other"
+                metrics.PROVIDER_ERRORS.labels(self.channel, self.provider.name, reason).inc()
         return {answer.delivery_id: answer for answer in answers}
 
     def _report(
@@ -187,11 +234,13 @@ class ChannelWorker:
         elif action == "failed":
             reason = result.reason or reasons.PROVIDER_ERROR
             self._event(item, State.DELIVERY_STATE_FAILED, reason, report, result.detail)
+            report.released.append(report.events[-1])
         elif action == "retry":
             report.retries[(id(item.env), attempts)].append((item, result))
         else:
             detail = f"{result.reason}: {result.detail}" if result.detail else result.reason
             self._event(item, State.DELIVERY_STATE_DEAD, reasons.MAX_ATTEMPTS, report, detail)
+            report.released.append(report.events[-1])
             report.dead[id(item.env)].append((item, result, attempts))
         self._count({"retry": "retried"}.get(action, action))
 
@@ -208,6 +257,9 @@ class ChannelWorker:
         outs.extend(self._dead_letter(group) for group in report.dead.values())
         if report.events:
             outs.append(to_events(self.bus.topology, envelopes.event_batch(report.events)))
+        if report.released:
+            batch = envelopes.event_batch(report.released)
+            outs.append(to_stage(self.bus.topology, topology.RELEASE, batch))
         return outs
 
     def _retry(self, group: list[tuple[Item, SendResult]], attempts: int) -> Outbound:

@@ -30,7 +30,9 @@ def create_runtime(settings: InappSettings) -> ServiceRuntime:
         # Watchers first: a message delivered once the service is up is seen live.
         return Parts(servicers=[servicer], components=[watchers, *components])
 
-    return create_worker_runtime(settings, CHANNEL, extend=extend, tables=store.TABLES)
+    return create_worker_runtime(
+        settings, CHANNEL, extend=extend, tables=store.TABLES, on_erased=store.erase_users
+    )
 
 
 if __name__ == "__main__":

@@ -167,6 +167,17 @@ async def mark_read(
     return int(result.rowcount), counts
 
 
+async def erase_users(engine: AsyncEngine, users: set[tuple[str, str]]) -> int:
+    """GDPR erase: every inbox message of these (tenant, user) pairs goes."""
+    table = _table()
+    deleted = 0
+    async with write(engine) as conn:
+        for tenant_id, user_id in sorted(users):
+            result = await conn.execute(table.delete().where(*_feed(tenant_id, user_id)))
+            deleted += int(result.rowcount)
+    return deleted
+
+
 def _feed(tenant_id: str, user_id: str) -> tuple[Any, ...]:
     """The user's feed: archived messages are not part of it."""
     table = _table()

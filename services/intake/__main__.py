@@ -9,6 +9,7 @@ from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.intake.consumer import EventsConsumer, decode_events
 from services.intake.outbox import OutboxRelay
+from services.intake.peers import Peers
 from services.intake.server import IntakeServicer, store_and_count
 from services.intake.settings import IntakeSettings
 from services.intake.store import TABLES, IntakeStore, NewIntent, Stored
@@ -24,6 +25,19 @@ SERVICE = intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name
 def events_by_intent(body: bytes) -> Iterable[tuple[Hashable, envelope_pb2.DeliveryEvent]]:
     for event in decode_events(body).events:
         yield (event.tenant_id, event.intent_id), event
+
+
+class PeersLifetime:
+    """The channels to the other stages close when intake stops."""
+
+    def __init__(self, peers: Peers) -> None:
+        self.peers = peers
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.peers.close()
 
 
 def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
@@ -51,10 +65,16 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
             EventsConsumer(store).handle,
             linger_s=settings.events_linger_s,
         )
-        servicer = IntakeServicer(store, committer, watch, relay.hand_over)
+        peers = Peers(
+            settings.profile_address,
+            settings.eligibility_address,
+            settings.frequency_address,
+            settings.peer_timeout_s,
+        )
+        servicer = IntakeServicer(store, committer, watch, relay.hand_over, peers)
         return Parts(
             servicers=[(intake_pb2_grpc.add_IntakeServicer_to_server, servicer, SERVICE)],
-            components=[committer, relay, watch, events],
+            components=[PeersLifetime(peers), committer, relay, watch, events],
         )
 
     return ServiceRuntime(settings, build, tables=TABLES)

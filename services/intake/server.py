@@ -12,6 +12,8 @@ from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
 from sendmesh.intent.v1 import intent_pb2
 
 from services.intake import lifecycle, validation
+from services.intake.explainer import run_explain
+from services.intake.peers import Peers
 from services.intake.store import (
     DecisionRow,
     DeliveryRow,
@@ -22,7 +24,7 @@ from services.intake.store import (
     Stored,
 )
 from shared import metrics
-from shared.auth import current_tenant
+from shared.auth import current_tenant, key_from_metadata
 from shared.batching import GroupCommit
 from shared.bus.broadcast import Broadcast
 from shared.clock import now_timestamp, to_timestamp, utcnow
@@ -35,7 +37,7 @@ KIND_NAMES = {
     v.number: v.name.removeprefix("KIND_").lower() for v in intent_pb2.Kind.DESCRIPTOR.values
 }
 ENVELOPE_TYPE = envelope_pb2.Envelope.DESCRIPTOR.full_name
-CANCELLED_TYPE = envelope_pb2.IntentCancelled.DESCRIPTOR.full_name
+CANCELLED_TYPE = envelope_pb2.ControlEvent.DESCRIPTOR.full_name
 # How often a watcher re-reads the database while no event arrives.
 WATCH_RECHECK_S = 1.0
 
@@ -75,12 +77,14 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         committer: GroupCommit[NewIntent, Stored],
         watch: Broadcast[envelope_pb2.DeliveryEvent],
         outbox_written: Callable[[Iterable[OutboxMessage]], None],
+        peers: Peers | None = None,
     ) -> None:
         self._store = store
         self._committer = committer
         self._watch = watch
         # Hands rows to the outbox relay after a write outside the group commit.
         self._outbox_written = outbox_written
+        self._peers = peers
 
     async def Submit(
         self, request: intake_pb2.SubmitRequest, context: grpc.aio.ServicerContext
@@ -119,6 +123,15 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
                 result.error.CopyFrom(reuse_error(item.intent_id).status)
         return response
 
+    async def Explain(
+        self, request: intake_pb2.ExplainRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.ExplainResponse:
+        if self._peers is None:
+            raise status.unavailable("explain is not configured on this intake")
+        # The stages answer for the caller's tenant: they see the caller's key.
+        key = key_from_metadata(context.invocation_metadata()) or ""
+        return await run_explain(self._peers, request, (("authorization", f"Bearer {key}"),))
+
     async def GetIntent(
         self, request: intake_pb2.GetIntentRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.GetIntentResponse:
@@ -136,9 +149,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         tenant = current_tenant()
 
         def announce(intent_id: str) -> tuple[str, bytes]:
-            msg = envelope_pb2.IntentCancelled(
+            cancelled = envelope_pb2.IntentCancelled(
                 tenant_id=tenant, intent_id=intent_id, at=now_timestamp()
             )
+            msg = envelope_pb2.ControlEvent(intent_cancelled=cancelled)
             return CANCELLED_TYPE, msg.SerializeToString()
 
         if target == "intent_id":

@@ -16,3 +16,8 @@ class IntakeSettings(ServiceSettings):
     # Status folding is not on the delivery path: wait this long to fold
     # more events per transaction.
     events_linger_s: float = Field(0.02, ge=0, le=1)
+    # The stages Explain asks (host:port).
+    profile_address: str = "127.0.0.1:50052"
+    eligibility_address: str = "127.0.0.1:50053"
+    frequency_address: str = "127.0.0.1:50054"
+    peer_timeout_s: float = Field(5.0, gt=0, le=60)

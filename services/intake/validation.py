@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from sendmesh.intent.v1 import intent_pb2
 
+from services.profile.audience import audience_problems
 from shared.envelopes import ChannelValue
 
 C = intent_pb2.Channel
 MAX_BATCH = 1000
-MAX_RECIPIENTS = 10_000
 MAX_KEY_LEN = 255
 MAX_METADATA = 32
 MAX_HORIZON = timedelta(days=366)
@@ -66,19 +66,9 @@ def _text(field: str, value: str, *, required: bool) -> Problems:
 
 
 def _audience(audience: intent_pb2.Audience, at: str) -> Problems:
-    users = audience.user_ids
-    if not users:
-        yield f"{at}.user_ids", "at least one recipient is required"
-        return
-    if len(users) > MAX_RECIPIENTS:
-        yield f"{at}.user_ids", f"at most {MAX_RECIPIENTS} recipients per intent"
-    seen: set[str] = set()
-    for i, user in enumerate(users):
-        if not user or len(user) > MAX_KEY_LEN or any(ord(ch) < 32 for ch in user):
-            yield f"{at}.user_ids[{i}]", f"1-{MAX_KEY_LEN} printable characters"
-        elif user in seen:
-            yield f"{at}.user_ids[{i}]", "duplicate recipient"
-        seen.add(user)
+    # Exactly one of user_ids, topic or segment; the profile service, which
+    # resolves audiences, owns the rules (and the segment parser).
+    yield from audience_problems(audience, at)
 
 
 def _channels(intent: intent_pb2.SendIntent, at: str) -> Problems:

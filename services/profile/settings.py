@@ -12,3 +12,6 @@ class ProfileSettings(ServiceSettings):
     # Deliveries per envelope on the eligibility queue: a fan-out pays one
     # broker hop per this many recipients x channels, not one per recipient.
     envelope_deliveries: int = Field(500, ge=1, le=10_000)
+    # Candidate users per page of a topic or segment audience: what one plan
+    # message resolves (and holds in memory) before it passes the rest on.
+    audience_page_size: int = Field(5000, ge=1, le=20_000)

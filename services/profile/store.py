@@ -1,20 +1,25 @@
-"""Profiles and behaviour events, per tenant."""
+"""Profiles, their consent history and topic memberships, per tenant.
+
+Behaviour events are in event_store.py, topic membership writes in
+topic_store.py; the tables of all three are declared here.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format
 from sendmesh.profile.v1 import profile_pb2
-from sqlalchemy import JSON, Column, Index, delete, select
+from sqlalchemy import JSON, Column, Index, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, col
 
-from shared.clock import to_timestamp
-from shared.db import insert_ignore, is_postgres, table_of, utc_field, write
+from services.profile.consents import latest_per_pair
+from services.profile.rows import consent_proto, to_proto, to_row
+from shared.db import is_postgres, table_of, utc_field, write
 
 
 class ProfileRow(SQLModel, table=True):
@@ -29,12 +34,44 @@ class ProfileRow(SQLModel, table=True):
     webpush: list[dict[str, str]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+    quiet_hours: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     updated_at: datetime = utc_field()
+
+
+class ConsentRow(SQLModel, table=True):
+    """One consent statement. Rows are only ever inserted (and erased)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_user", "tenant_id", "user_id", "at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str
+    user_id: str
+    channel: int
+    category: str = ""
+    granted: bool
+    source: str
+    at: datetime = utc_field()
+    recorded_at: datetime = utc_field()
+
+
+class TopicMemberRow(SQLModel, table=True):
+    __tablename__ = "topic_members"
+    __table_args__ = (Index("ix_topic_members_user", "tenant_id", "user_id"),)
+    tenant_id: str = Field(primary_key=True)
+    topic: str = Field(primary_key=True)
+    user_id: str = Field(primary_key=True)
 
 
 class BehaviourEventRow(SQLModel, table=True):
     __tablename__ = "behaviour_events"
-    __table_args__ = (Index("ix_events_lookup", "tenant_id", "user_id", "name", "occurred_at"),)
+    __table_args__ = (
+        # Rules and segments: these users' events of these names since then.
+        Index("ix_events_lookup", "tenant_id", "user_id", "name", "occurred_at"),
+        # ListEvents without a name: a user's events newest first.
+        Index("ix_events_user_time", "tenant_id", "user_id", "occurred_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str
     user_id: str
@@ -43,39 +80,41 @@ class BehaviourEventRow(SQLModel, table=True):
     properties: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-TABLES = (ProfileRow, BehaviourEventRow)
+# Every table holds rows of one user each: an erase deletes from all of them.
+TABLES = (ProfileRow, ConsentRow, TopicMemberRow, BehaviourEventRow)
 
 # Ids per lookup statement: well below every dialect's bind-parameter limit.
 LOOKUP_CHUNK = 5000
 
 
-def to_row(tenant_id: str, profile: profile_pb2.Profile, now: datetime) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "user_id": profile.user_id,
-        "attributes": json_format.MessageToDict(profile.attributes),
-        "locale": profile.locale,
-        "timezone": profile.timezone,
-        "email": profile.contacts.email,
-        "phone": profile.contacts.phone,
-        "webpush": [json_format.MessageToDict(s) for s in profile.contacts.webpush],
-        "updated_at": now,
-    }
+async def current_consents(
+    conn: AsyncConnection, tenant_id: str, user_ids: Sequence[str]
+) -> dict[str, list[profile_pb2.Consent]]:
+    """The consent in force per pair for each user that has any: one query
+    per LOOKUP_CHUNK users."""
+    history: dict[str, list[profile_pb2.Consent]] = defaultdict(list)
+    for start in range(0, len(user_ids), LOOKUP_CHUNK):
+        chunk = list(user_ids[start : start + LOOKUP_CHUNK])
+        stmt = (
+            select(ConsentRow)
+            .where(col(ConsentRow.tenant_id) == tenant_id, col(ConsentRow.user_id).in_(chunk))
+            .order_by(col(ConsentRow.id))
+        )
+        for row in (await conn.execute(stmt)).all():
+            history[row.user_id].append(consent_proto(row))
+    return {user: latest_per_pair(items) for user, items in history.items()}
 
 
-def to_proto(row: ProfileRow) -> profile_pb2.Profile:
-    profile = profile_pb2.Profile(
-        user_id=row.user_id,
-        locale=row.locale,
-        timezone=row.timezone,
-        updated_at=to_timestamp(row.updated_at),
-    )
-    profile.attributes.update(row.attributes)
-    profile.contacts.email = row.email
-    profile.contacts.phone = row.phone
-    for sub in row.webpush:
-        json_format.ParseDict(sub, profile.contacts.webpush.add())
-    return profile
+async def with_consents(
+    conn: AsyncConnection, tenant_id: str, rows: Sequence[Any]
+) -> list[profile_pb2.Profile]:
+    """Profile rows as protos, with their consents (one query for all)."""
+    consents = await current_consents(conn, tenant_id, [r.user_id for r in rows])
+    return [to_proto(r, consents.get(r.user_id, ())) for r in rows]
+
+
+def _of(model: type[SQLModel], tenant_id: str, user_id: str) -> Any:
+    return (col(model.tenant_id) == tenant_id) & (col(model.user_id) == user_id)  # type: ignore[attr-defined]
 
 
 class ProfileStore:
@@ -85,6 +124,7 @@ class ProfileStore:
     async def upsert(
         self, tenant_id: str, profile: profile_pb2.Profile, now: datetime
     ) -> profile_pb2.Profile:
+        """Creates or replaces the profile; its consents stay as they are."""
         row = to_row(tenant_id, profile, now)
         table = table_of(ProfileRow)
         async with write(self.engine) as conn:
@@ -94,12 +134,13 @@ class ProfileStore:
                 set_={k: ins.excluded[k] for k in row if k not in ("tenant_id", "user_id")},
             )
             await conn.execute(stmt)
-        return to_proto(ProfileRow.model_validate(row))
+            consents = await current_consents(conn, tenant_id, [profile.user_id])
+        return to_proto(ProfileRow.model_validate(row), consents.get(profile.user_id, ()))
 
     async def get_many(
         self, tenant_id: str, user_ids: Sequence[str]
     ) -> dict[str, profile_pb2.Profile]:
-        """The profiles that exist among `user_ids`: one query per LOOKUP_CHUNK ids.
+        """The profiles that exist among `user_ids`: two queries per LOOKUP_CHUNK ids.
 
         A batch of envelopes can name far more recipients than one statement
         may bind (PostgreSQL stops at 32,767 parameters), so ids are chunked.
@@ -111,37 +152,53 @@ class ProfileStore:
                 stmt = select(ProfileRow).where(
                     col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id).in_(chunk)
                 )
-                for row in (await conn.execute(stmt)).all():
-                    found[row.user_id] = to_proto(ProfileRow.model_validate(row._mapping))
+                rows = (await conn.execute(stmt)).all()
+                for profile in await with_consents(conn, tenant_id, rows):
+                    found[profile.user_id] = profile
         return found
 
-    async def record_events(
-        self, tenant_id: str, events: Sequence[tuple[str, profile_pb2.BehaviourEvent]]
-    ) -> None:
-        rows = [
-            {
-                "tenant_id": tenant_id,
-                "user_id": user_id,
-                "name": e.name,
-                "occurred_at": e.occurred_at.ToDatetime(tzinfo=UTC),
-                "properties": dict(e.properties),
-            }
-            for user_id, e in events
-        ]
+    async def page(
+        self, tenant_id: str, after: str, limit: int, topic: str = ""
+    ) -> list[profile_pb2.Profile]:
+        """Up to `limit` profiles with user ids after `after`, in id order
+        (keyset pagination); only the topic's members if one is given."""
+        stmt = select(ProfileRow).where(
+            col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id) > after
+        )
+        if topic:
+            stmt = stmt.join(
+                TopicMemberRow,
+                (col(TopicMemberRow.tenant_id) == col(ProfileRow.tenant_id))
+                & (col(TopicMemberRow.user_id) == col(ProfileRow.user_id)),
+            ).where(col(TopicMemberRow.topic) == topic)
+        stmt = stmt.order_by(col(ProfileRow.user_id)).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+            return await with_consents(conn, tenant_id, rows)
+
+    async def remove_webpush(
+        self, tenant_id: str, user_id: str, endpoints: Sequence[str], now: datetime
+    ) -> int:
+        """Drops the subscriptions with these endpoints; how many there were."""
+        gone = set(endpoints)
         async with write(self.engine) as conn:
-            await conn.execute(insert_ignore(conn, BehaviourEventRow), rows)
+            stmt = select(col(ProfileRow.webpush)).where(_of(ProfileRow, tenant_id, user_id))
+            subs = (await conn.execute(stmt)).scalar_one_or_none()
+            kept = [s for s in subs or [] if s.get("endpoint") not in gone]
+            removed = len(subs or []) - len(kept)
+            if removed:
+                await conn.execute(
+                    update(ProfileRow)
+                    .where(_of(ProfileRow, tenant_id, user_id))
+                    .values(webpush=kept, updated_at=now)
+                )
+        return removed
 
     async def erase(self, tenant_id: str, user_id: str) -> bool:
+        """GDPR erase in one transaction: profile, consents, topics, events."""
+        removed = 0
         async with write(self.engine) as conn:
-            gone = await conn.execute(
-                delete(ProfileRow).where(
-                    col(ProfileRow.tenant_id) == tenant_id, col(ProfileRow.user_id) == user_id
-                )
-            )
-            events = await conn.execute(
-                delete(BehaviourEventRow).where(
-                    col(BehaviourEventRow.tenant_id) == tenant_id,
-                    col(BehaviourEventRow.user_id) == user_id,
-                )
-            )
-        return bool(gone.rowcount or events.rowcount)
+            for model in TABLES:
+                result = await conn.execute(delete(model).where(_of(model, tenant_id, user_id)))
+                removed += result.rowcount
+        return removed > 0

@@ -3,7 +3,8 @@
 Names come from pure functions (dramatiq's q_name/dq_name/xq_name idea):
 
     <ns>.work            direct exchange; routing key = stage name
-    <ns>.events          topic exchange; `delivery` (EventBatch), `intent.cancelled`
+    <ns>.events          topic exchange; `delivery` (EventBatch), `intent.cancelled`,
+                         `profile.erased`
     <ns>.<stage>         quorum work queue (plan, eligibility, frequency, send.inapp, ...)
     <ns>.delay.N         fan-out exchange and wait queue per back-off step, shared
                          by all stages: a retry is published there with its stage
@@ -26,11 +27,21 @@ from aiormq.abc import FieldTable
 PLAN = "plan"
 ELIGIBILITY = "eligibility"
 FREQUENCY = "frequency"
+# The scheduler's queue: envelopes carrying a Deferral.
+DEFERRED = "deferred"
+# EventBatches of failed deliveries whose cap slots frequency gives back.
+RELEASE = "release"
 EVENTS_INTAKE = "events.intake"
 CHANNELS = ("email", "sms", "webpush", "inapp")
+# Besides the channel workers, the services that hear cancellations and
+# erasures; their control queues exist whoever starts first.
+CONTROLLED = ("scheduler", "frequency")
 
 EVENTS_DELIVERY_KEY = "delivery"
 EVENTS_CANCELLED_KEY = "intent.cancelled"
+EVENTS_ERASED_KEY = "profile.erased"
+# What every control queue hears: cancelled intents and erased profiles.
+CONTROL_KEYS = (EVENTS_CANCELLED_KEY, EVENTS_ERASED_KEY)
 
 # A message redelivered this often (crash loop, not our own retries) is
 # dead-lettered by the broker itself.
@@ -42,12 +53,12 @@ def send_stage(channel: str) -> str:
 
 
 def control_stage(service: str) -> str:
-    """Per-service queue of cancellations."""
+    """Per-service queue of cancellations and erasures."""
     return f"control.{service}"
 
 
 def work_stages() -> tuple[str, ...]:
-    return (PLAN, ELIGIBILITY, FREQUENCY, *(send_stage(c) for c in CHANNELS))
+    return (PLAN, ELIGIBILITY, FREQUENCY, DEFERRED, RELEASE, *(send_stage(c) for c in CHANNELS))
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ class Topology:
         return queue.removeprefix(self.namespace + ".")
 
     def all_queues(self, service_names: tuple[str, ...] = ()) -> list[str]:
-        controls = dict.fromkeys((*CHANNELS, *service_names))
+        controls = dict.fromkeys((*CHANNELS, *CONTROLLED, *service_names))
         stages = [*work_stages(), EVENTS_INTAKE, *(control_stage(s) for s in controls)]
         names = [self.delay_queue(i) for i in range(len(self.retry_delays_s))]
         for stage in stages:
@@ -157,9 +168,9 @@ async def declare(channel: AbstractChannel, topo: Topology, services: tuple[str,
     await _declare_bound(channel, topo, EVENTS_INTAKE, work, events, EVENTS_DELIVERY_KEY)
     # Every channel worker's control queue exists whoever starts first, so a
     # cancellation published before a worker ever ran is kept, not unroutable.
-    for service in dict.fromkeys((*CHANNELS, *services)):
+    for service in dict.fromkeys((*CHANNELS, *CONTROLLED, *services)):
         stage = control_stage(service)
-        await _declare_bound(channel, topo, stage, work, events, EVENTS_CANCELLED_KEY)
+        await _declare_bound(channel, topo, stage, work, events, *CONTROL_KEYS)
 
 
 async def _declare_bound(
@@ -168,10 +179,11 @@ async def _declare_bound(
     stage: str,
     work: aio_pika.abc.AbstractExchange,
     events: aio_pika.abc.AbstractExchange,
-    key: str,
+    *keys: str,
 ) -> None:
     await declare_stage(channel, topo, stage)
     queue = await channel.get_queue(topo.queue(stage), ensure=False)
     # Bound to work too, so its delay queues can route retries back to it.
     await queue.bind(work, routing_key=stage)
-    await queue.bind(events, routing_key=key)
+    for key in keys:
+        await queue.bind(events, routing_key=key)

@@ -7,6 +7,7 @@ context variables it sets (the tenant) are seen by the servicer.
 from __future__ import annotations
 
 import abc
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -141,8 +142,9 @@ class MetricsInterceptor(_Wrapping):
 class AuthInterceptor(_Wrapping):
     """Resolves the API key to a tenant, or ends the call UNAUTHENTICATED."""
 
-    def __init__(self, hashed_keys: dict[str, str]) -> None:
+    def __init__(self, hashed_keys: dict[str, str], internal_key: str | None = None) -> None:
         self._keys = hashed_keys
+        self._internal = auth.hash_api_key(internal_key) if internal_key else None
 
     def wraps(self, method: str) -> bool:
         return not method.startswith(OPEN_PREFIXES)
@@ -151,6 +153,14 @@ class AuthInterceptor(_Wrapping):
         key = auth.key_from_metadata(ctx.invocation_metadata())
         if key is None:
             raise unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+        if self._internal is not None and hmac.compare_digest(
+            auth.hash_api_key(key), self._internal
+        ):
+            tenant = auth.tenant_from_metadata(ctx.invocation_metadata())
+            if tenant is None:
+                raise unauthenticated(f"the internal key needs '{auth.TENANT_HEADER}'")
+            auth.set_current_tenant(tenant)
+            return
         tenant = auth.tenant_for_key(key, self._keys)
         if tenant is None:
             raise unauthenticated("unknown or revoked API key")

@@ -28,7 +28,13 @@ def create_server(
     `servicers` are (add_XServicer_to_server, servicer, full service name).
     """
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), AuthInterceptor(settings.api_keys)],
+        interceptors=[
+            MetricsInterceptor(),
+            AuthInterceptor(
+                settings.api_keys,
+                settings.internal_key.get_secret_value() if settings.internal_key else None,
+            ),
+        ],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 60_000),

@@ -73,6 +73,12 @@ class Mesh:
         await self.profiles.UpsertProfile(
             profile_pb2.UpsertProfileRequest(profile=p), metadata=self.tenants.metadata()
         )
+        # Marketing needs an opt-in: this user gave one for every channel.
+        consent = profile_pb2.Consent(granted=True, source="e2e")
+        await self.profiles.SetConsent(
+            profile_pb2.SetConsentRequest(user_id=user, consent=consent),
+            metadata=self.tenants.metadata(),
+        )
 
     async def submit(self, intent: intent_pb2.SendIntent) -> str:
         reply = await self.intake.Submit(
@@ -135,12 +141,16 @@ async def mesh(
 
 
 def intent_for(
-    key: str, users: list[str], channels: list[int], strategy: int = intent_pb2.STRATEGY_ALL
+    key: str,
+    users: list[str],
+    channels: list[int],
+    strategy: int = intent_pb2.STRATEGY_ALL,
+    kind: int = intent_pb2.KIND_MARKETING,
 ) -> intent_pb2.SendIntent:
     intent = intent_pb2.SendIntent(
         idempotency_key=key,
         category="cart_reminder",
-        kind=intent_pb2.KIND_MARKETING,
+        kind=kind,  # type: ignore[arg-type]
         channels=channels,  # type: ignore[arg-type]
         strategy=strategy,  # type: ignore[arg-type]
     )
@@ -167,7 +177,11 @@ async def test_an_inapp_intent_reaches_the_inbox_and_completes_with_every_stage_
     mesh: Mesh,
 ):
     await mesh.add_profile("known")
-    intent_id = await mesh.submit(intent_for("e2e-a", ["known", "ghost"], [C.CHANNEL_INAPP]))
+    # Transactional: the unknown recipient has given no marketing consent.
+    transactional = intent_pb2.KIND_TRANSACTIONAL
+    intent_id = await mesh.submit(
+        intent_for("e2e-a", ["known", "ghost"], [C.CHANNEL_INAPP], kind=transactional)
+    )
 
     for user in ("known", "ghost"):
 

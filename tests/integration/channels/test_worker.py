@@ -97,12 +97,15 @@ async def test_a_permanent_failure_fails_at_once_without_retry(make_settings, am
                 for q in (topo.delay_queue(0), topo.dead_letter_queue(STAGE))
             ]
         events = events_of(await take_all(amqp_url, topo.queue(topology.EVENTS_INTAKE)))
+        released = events_of(await take_all(amqp_url, topo.queue(topology.RELEASE)))
 
     assert len(provider.calls) == 1
     assert waiting == [0, 0]
     assert [(e.decision.state, e.decision.reason, e.decision.detail) for e in events] == [
         (State.DELIVERY_STATE_FAILED, "provider_error", "400 invalid recipient")
     ]
+    # Its cap slot goes back: frequency hears of it on the release queue.
+    assert [e.delivery_id for e in released] == [env.deliveries[0].delivery_id]
 
 
 async def test_a_cancelled_intent_is_not_sent(make_settings, amqp_url, namespace):
@@ -118,7 +121,7 @@ async def test_a_cancelled_intent_is_not_sent(make_settings, amqp_url, namespace
                 amqp_url,
                 topo.events_exchange,
                 topology.EVENTS_CANCELLED_KEY,
-                cancel.SerializeToString(),
+                envelope_pb2.ControlEvent(intent_cancelled=cancel).SerializeToString(),
             )
             await eventually(lambda: consumed(topo.queue(topology.control_stage("sms"))) >= 1)
             await publish_to_stage(amqp_url, topo, STAGE, env)

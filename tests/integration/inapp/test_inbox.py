@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.inapp.v1 import inbox_pb2, inbox_pb2_grpc
 from sendmesh.intent.v1 import intent_pb2
 
@@ -26,6 +27,7 @@ from tests.integration.channels.support import (
     envelope,
     events_of,
     eventually,
+    publish_event,
     sample,
     take_all,
 )
@@ -245,3 +247,24 @@ async def test_an_empty_user_id_and_a_bad_page_token_are_invalid_arguments(inapp
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(caught.value) == ["user_id", "page_token"]
     assert watch.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_an_erased_profile_takes_its_inbox_with_it(inapp, amqp_url, topo, tenants: Tenants):
+    await deliver(amqp_url, topo, envelope("inapp"))
+    control = topo.queue(topology.control_stage("inapp"))
+    start = consumed(control)
+    erased = envelope_pb2.ProfileErased(tenant_id="acme", user_id="u1")
+    await publish_event(
+        amqp_url,
+        topo.events_exchange,
+        topology.EVENTS_ERASED_KEY,
+        envelope_pb2.ControlEvent(profile_erased=erased).SerializeToString(),
+    )
+    await eventually(lambda: consumed(control) >= start + 1)
+    async with inbox_stub(inapp) as stub:
+        listing = await stub.ListInbox(
+            inbox_pb2.ListInboxRequest(user_id="u1"), metadata=tenants.metadata("acme")
+        )
+    await take_all(amqp_url, topo.queue(topology.EVENTS_INTAKE))
+    assert list(listing.messages) == []
+    assert (listing.unread_count, listing.unseen_count) == (0, 0)

@@ -83,3 +83,12 @@ async def test_marking_read_counts_only_unread_messages_of_that_user(engine):
     page, _ = await store.list_page(engine, "acme", "u1", 10, None)
     read = {m.message_id: m for m in page}["acme-m1"]
     assert read.read_at is not None and read.seen_at == read.read_at
+
+
+async def test_erasing_a_user_removes_their_inbox_and_only_theirs(engine):
+    await store.insert_new(engine, [_row(1), _row(2), _row(3, user="u2"), _row(4, tenant="other")])
+    assert await store.erase_users(engine, {("acme", "u1")}) == 2
+    gone, _ = await store.list_page(engine, "acme", "u1", 10, None)
+    kept, _ = await store.list_page(engine, "acme", "u2", 10, None)
+    other, _ = await store.list_page(engine, "other", "u1", 10, None)
+    assert (gone, [m.message_id for m in kept], len(other)) == ([], ["acme-m3"], 1)

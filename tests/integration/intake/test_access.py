@@ -48,3 +48,35 @@ async def test_health_is_open_and_serving_without_a_key(intake):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{intake.port}") as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_internal_key_acts_only_for_the_tenant_it_names(make_settings, tenants):
+    from sendmesh.intake.v1 import intake_pb2_grpc
+
+    from services.intake.__main__ import create_runtime
+    from services.intake.settings import IntakeSettings
+    from shared.auth import internal_metadata
+    from tests.conftest import running
+    from tests.integration.grpc_helpers import channel_to
+
+    settings = make_settings(IntakeSettings, internal_key="internal-" + "x" * 40)
+    async with running(create_runtime(settings)) as intake, channel_to(intake.port) as channel:
+        stub = intake_pb2_grpc.IntakeStub(channel)
+        mine = await stub.Submit(
+            intake_pb2.SubmitRequest(intent=inapp_intent()), metadata=tenants.metadata("acme")
+        )
+        request = intake_pb2.GetIntentRequest(intent_id=mine.intent_id)
+        own = await stub.GetIntent(
+            request, metadata=internal_metadata(settings.internal_key.get_secret_value(), "acme")
+        )
+        assert own.intent.intent_id == mine.intent_id
+        with pytest.raises(grpc.aio.AioRpcError) as other:
+            await stub.GetIntent(
+                request,
+                metadata=internal_metadata(settings.internal_key.get_secret_value(), "globex"),
+            )
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND
+        no_tenant = (("authorization", f"Bearer {settings.internal_key.get_secret_value()}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.GetIntent(request, metadata=no_tenant)
+        assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED

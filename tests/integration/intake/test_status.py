@@ -162,7 +162,7 @@ async def test_cancel_is_announced_to_every_stage_and_shown(stub, tenants, amqp_
     assert list(reply.intent_ids) == [iid]
     topo = Topology(namespace, TEST_RETRY_DELAYS)
     got = await drain(amqp_url, topo.queue(topology.control_stage("inapp")), 1)
-    assert envelope_pb2.IntentCancelled.FromString(got[0].body).intent_id == iid
+    assert envelope_pb2.ControlEvent.FromString(got[0].body).intent_cancelled.intent_id == iid
     assert (await get(stub, tenants, iid)).state == I.INTENT_STATE_CANCELLED
     again = await stub.CancelIntent(
         intake_pb2.CancelIntentRequest(intent_id=iid), metadata=tenants.metadata()

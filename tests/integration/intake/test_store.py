@@ -20,7 +20,8 @@ async def store(store_engine):
 
 
 def announce(intent_id: str) -> tuple[str, bytes]:
-    return "IntentCancelled", envelope_pb2.IntentCancelled(intent_id=intent_id).SerializeToString()
+    cancelled = envelope_pb2.IntentCancelled(intent_id=intent_id)
+    return "ControlEvent", envelope_pb2.ControlEvent(intent_cancelled=cancelled).SerializeToString()
 
 
 async def test_a_cancel_written_while_the_relay_publishes_is_not_deleted_with_its_envelope(store):
@@ -31,7 +32,7 @@ async def test_a_cancel_written_while_the_relay_publishes_is_not_deleted_with_it
     await store.delete_outbox([envelope_row.id])  # the relay's confirm arrives
     pending = await store.pending_outbox(10)
     assert [(row.routing_key, row.type) for row in pending] == [
-        ("intent.cancelled", "IntentCancelled")
+        ("intent.cancelled", "ControlEvent")
     ]
 
 

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
 from sendmesh.profile.v1 import profile_pb2, profile_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.profile.__main__ import create_runtime
+from services.profile.rows import to_row
 from services.profile.settings import ProfileSettings
+from services.profile.store import ProfileRow
+from shared.clock import utcnow
+from shared.db import table_of
 from shared.runtime import ServiceRuntime
 from tests.conftest import running
 from tests.integration.grpc_helpers import channel_to
@@ -26,8 +31,12 @@ def full_profile(user: str = "u1") -> profile_pb2.Profile:
 
 
 @pytest.fixture
-async def profile_service(make_settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
-    async with running(create_runtime(make_settings(ProfileSettings))) as runtime:
+async def profile_service(
+    make_settings: Callable[..., Any], database_url: str
+) -> AsyncIterator[ServiceRuntime]:
+    """The profile service in this process, on SQLite and on PostgreSQL."""
+    settings = make_settings(ProfileSettings, database_url=database_url)
+    async with running(create_runtime(settings)) as runtime:
         yield runtime
 
 
@@ -37,3 +46,13 @@ async def profiles(
 ) -> AsyncIterator[profile_pb2_grpc.ProfilesStub]:
     async with channel_to(profile_service.port) as channel:
         yield profile_pb2_grpc.ProfilesStub(channel)
+
+
+async def seed_profiles(
+    engine: AsyncEngine | None, tenant: str, profiles: Sequence[profile_pb2.Profile]
+) -> None:
+    """Many profiles in one statement: a fan-out test needs thousands."""
+    assert engine is not None
+    rows = [to_row(tenant, p, utcnow()) for p in profiles]
+    async with engine.begin() as conn:
+        await conn.execute(table_of(ProfileRow).insert(), rows)

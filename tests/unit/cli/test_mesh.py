@@ -24,8 +24,8 @@ from cli.mesh import (
 
 def test_ports_follow_the_service_table_order():
     cfg = MeshConfig(base_port=50051, metrics_base_port=9101)
-    assert [cfg.grpc_port(n) for n in SERVICE_NAMES] == list(range(50051, 50059))
-    assert [cfg.metrics_port(n) for n in SERVICE_NAMES] == list(range(9101, 9109))
+    assert [cfg.grpc_port(n) for n in SERVICE_NAMES] == list(range(50051, 50060))
+    assert [cfg.metrics_port(n) for n in SERVICE_NAMES] == list(range(9101, 9110))
     assert cfg.address("intake") == "127.0.0.1:50051"
     assert cfg.address("inapp") == "127.0.0.1:50058"
 
@@ -40,6 +40,7 @@ def test_the_service_map_is_the_documented_one():
         "sms",
         "webpush",
         "inapp",
+        "scheduler",
     )
     assert (DEFAULT_BASE_PORT, DEFAULT_METRICS_BASE_PORT) == (50051, 9101)
 
@@ -49,7 +50,9 @@ def test_env_sets_every_mesh_setting_over_the_inherited_ones(tmp_path: Path):
         var_dir=tmp_path / "var", namespace="ns1", base_port=41000, metrics_base_port=42000
     )
     inherited = {"PATH": "/bin", "SENDMESH_GRPC_PORT": "1", "SENDMESH_PREFETCH": "64"}
-    env = service_env(cfg, "frequency", {"abc": "dev"}, inherited)
+    env = service_env(cfg, "frequency", {"abc": "dev"}, inherited, "k" * 43)
+    assert env["SENDMESH_INTERNAL_KEY"] == "k" * 43
+    assert env["SENDMESH_PROFILE_ADDRESS"] == "127.0.0.1:41001"
     assert env["SENDMESH_GRPC_PORT"] == "41003"
     assert env["SENDMESH_METRICS_PORT"] == "42003"
     assert env["SENDMESH_BUS_NAMESPACE"] == "ns1"

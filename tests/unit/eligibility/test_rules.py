@@ -1,4 +1,8 @@
-"""Eligibility rules: expired, no content, no contact point per channel, or allowed."""
+"""Eligibility rules: expired, no content, no contact point per channel, or allowed.
+
+Transactional intents here, so consent and quiet hours stay out of the way
+(they have tests of their own in test_rules_order.py).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ EVERY_CHANNEL = [C.CHANNEL_EMAIL, C.CHANNEL_SMS, C.CHANNEL_WEBPUSH, C.CHANNEL_IN
 
 
 def intent_with_content() -> intent_pb2.SendIntent:
-    intent = intent_pb2.SendIntent(channels=EVERY_CHANNEL)
+    intent = intent_pb2.SendIntent(channels=EVERY_CHANNEL, kind=intent_pb2.KIND_TRANSACTIONAL)
     inline = intent.content.inline
     inline.email.subject = "S"
     inline.sms.text = "T"
@@ -90,7 +94,7 @@ def test_a_channel_without_inline_content_is_suppressed_for_no_content(channel, 
 
 @pytest.mark.parametrize("channel", EVERY_CHANNEL)
 def test_a_template_counts_as_content_for_every_channel(channel):
-    intent = intent_pb2.SendIntent(channels=EVERY_CHANNEL)
+    intent = intent_pb2.SendIntent(channels=EVERY_CHANNEL, kind=intent_pb2.KIND_TRANSACTIONAL)
     intent.content.template.template_id = "cart-v2"
     assert verdict_of(intent, reachable_profile(), channel)[1] == "allowed"
 
@@ -127,7 +131,7 @@ def test_in_app_needs_nothing_but_the_user_id():
 
 
 def test_an_unknown_channel_is_never_allowed():
-    intent = intent_pb2.SendIntent()
+    intent = intent_pb2.SendIntent(kind=intent_pb2.KIND_TRANSACTIONAL)
     intent.content.template.template_id = "t"
     assert verdict_of(intent, reachable_profile(), C.CHANNEL_UNSPECIFIED) == (
         S.DELIVERY_STATE_SUPPRESSED,

@@ -88,6 +88,16 @@ def replace_users(*users: str) -> Mutation:
     return mutate
 
 
+def audience(**fields: object) -> Mutation:
+    """Replaces the audience with one made of `fields`."""
+
+    def mutate(intent: intent_pb2.SendIntent) -> None:
+        intent.ClearField("audience")
+        intent.audience.MergeFrom(intent_pb2.Audience(**fields))  # type: ignore[arg-type]
+
+    return mutate
+
+
 DAY = 86_400
 
 # (mutation, the one field it breaks, a fragment of the description)
@@ -109,6 +119,14 @@ BROKEN: dict[str, tuple[Mutation, str, str]] = {
     "user id too long": (replace_users("u" * 256), "intent.audience.user_ids[0]", "255"),
     "user id with a tab": (replace_users("a\tb"), "intent.audience.user_ids[0]", "printable"),
     "duplicate recipient": (replace_users("u1", "u2", "u1"), "intent.audience.user_ids[2]", "duplicate"),
+    "user ids and a topic": (lambda i: setattr(i.audience, "topic", "news"), "intent.audience", "exactly one"),
+    "topic and segment": (audience(topic="news", segment="x = 1"), "intent.audience", "topic and segment"),
+    "topic with uppercase": (audience(topic="News"), "intent.audience.topic", "lowercase"),
+    "topic with a space": (audience(topic="big news"), "intent.audience.topic", "lowercase"),
+    "topic too long": (audience(topic="t" * 101), "intent.audience.topic", "1-100"),
+    "segment that does not parse": (audience(segment="member = "), "intent.audience.segment", "at column 10"),
+    "segment with a window too long": (audience(segment="event a within 500d"), "intent.audience.segment", "400d"),
+    "segment too long": (audience(segment="a = 1" + " OR a = 1" * 600), "intent.audience.segment", "4096"),
     # channels
     "no channels": (lambda i: i.ClearField("channels"), "intent.channels", "at least one"),
     "unknown channel": (add_channel(99), "intent.channels[1]", "unknown channel 99"),
@@ -194,6 +212,12 @@ def test_each_broken_rule_names_its_field_and_only_that_field(mutate, field, fra
         set_metadata({f"k{n}": "v" * 512 for n in range(32)}),
         set_metadata({"m" * 64: "v"}),
         replace_users(*(f"u{n}" for n in range(10_000))),
+        audience(topic="t" * 100),
+        audience(topic="shop.news_2-de"),
+        audience(
+            segment='member = false AND device = "mobile" AND '
+            'event page_view where path starts with "/membership" within 7d'
+        ),
     ],
     ids=[
         "key of 255",
@@ -207,6 +231,9 @@ def test_each_broken_rule_names_its_field_and_only_that_field(mutate, field, fra
         "32 metadata entries of 512",
         "metadata key of 64",
         "10,000 recipients",
+        "topic of 100",
+        "topic with . _ - and digits",
+        "the membership segment",
     ],
 )
 def test_values_at_the_limits_are_accepted(mutate):

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
-from services.profile.planner import STAGE, chunks, plan_deliveries, recipients
+from services.profile.planner import (
+    STAGE,
+    chunks,
+    continuation,
+    could_match,
+    is_paged,
+    plan_deliveries,
+    recipients,
+    with_recent_events,
+)
 from shared.ids import delivery_id
 
 C = intent_pb2.Channel
@@ -95,3 +106,72 @@ def test_chunks_cover_every_item_once_in_order_and_none_is_over_size():
 
 def test_chunks_of_an_empty_list_are_none():
     assert list(chunks([], 10)) == []
+
+
+def test_topic_and_segment_audiences_are_paged_user_ids_are_not():
+    env = envelope("u1")
+    assert not is_paged(env)
+    env.intent.audience.Clear()
+    env.intent.audience.topic = "news"
+    assert is_paged(env)
+    env.intent.audience.Clear()
+    env.intent.audience.segment = "member = true"
+    assert is_paged(env)
+
+
+def test_the_continuation_is_the_same_plan_envelope_with_the_cursor():
+    env = envelope()
+    env.intent.audience.topic = "news"
+    nxt = continuation(env, "user-0499")
+    assert nxt.audience_cursor == "user-0499"
+    nxt.ClearField("audience_cursor")
+    assert nxt == env
+    assert env.audience_cursor == ""
+
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def rule(name: str, hours: float, **properties: str) -> intent_pb2.BehaviourRule:
+    r = intent_pb2.BehaviourRule(event=name, properties=properties)
+    r.within.FromTimedelta(timedelta(hours=hours))
+    return r
+
+
+def behaviour_event(name: str, hours_ago: float, **properties: str) -> profile_pb2.BehaviourEvent:
+    e = profile_pb2.BehaviourEvent(name=name, properties=properties)
+    e.occurred_at.FromDatetime(NOW - timedelta(hours=hours_ago))
+    return e
+
+
+def test_an_event_could_match_a_rule_with_its_name_properties_and_window():
+    purchase = rule("purchase", 24, shop="web")
+    assert could_match(purchase, behaviour_event("purchase", 23, shop="web", sku="1"), NOW)
+    assert not could_match(purchase, behaviour_event("purchase", 25, shop="web"), NOW)
+    assert not could_match(purchase, behaviour_event("purchase", 1, shop="app"), NOW)
+    assert not could_match(purchase, behaviour_event("checkout", 1, shop="web"), NOW)
+    # Stamped by a clock a little ahead: it will be inside the window when checked.
+    assert could_match(purchase, behaviour_event("purchase", -0.1, shop="web"), NOW)
+
+
+def test_profiles_carry_the_events_the_rules_could_match_and_the_originals_stay_bare():
+    rules = [rule("purchase", 24), rule("checkout", 2)]
+    known = {"u1": known_profile("u1"), "u2": known_profile("u2")}
+    events = {
+        "u1": [
+            behaviour_event("purchase", 3),
+            behaviour_event("checkout", 3),  # outside its own rule's window
+            behaviour_event("page_view", 1),
+        ]
+    }
+    out = with_recent_events(known, events, rules, NOW)
+    assert [e.name for e in out["u1"].recent_events] == ["purchase"]
+    assert list(out["u2"].recent_events) == []
+    assert list(known["u1"].recent_events) == []
+    out["u1"].ClearField("recent_events")
+    assert out["u1"] == known["u1"]
+
+
+def test_without_rules_profiles_are_passed_as_they_are():
+    known = {"u1": known_profile("u1")}
+    assert with_recent_events(known, {"u1": [behaviour_event("x", 1)]}, [], NOW) == known
