@@ -15,7 +15,7 @@ from tests.integration.profile.conftest import full_profile
 from tests.integration.profile.test_api import get, upsert
 
 C = intent_pb2.Channel
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def statement(channel: int, granted: bool, source: str = "form", **kw) -> pb.Consent:
