@@ -72,6 +72,12 @@ def update_row(update: intake_pb2.IntentUpdate) -> Row:
     return row
 
 
+def inbox_state(m: inbox_pb2.InboxMessage) -> str:
+    """`new`, `seen` or `read` (read implies seen), then `, archived` if it is."""
+    state = "read" if m.HasField("read_at") else "seen" if m.HasField("seen_at") else "new"
+    return f"{state}, archived" if m.HasField("archived_at") else state
+
+
 def inbox_row(m: inbox_pb2.InboxMessage) -> Row:
     return {
         "message_id": m.message_id,
@@ -81,14 +87,17 @@ def inbox_row(m: inbox_pb2.InboxMessage) -> Row:
         "body": m.body,
         "action_url": m.action_url,
         "created_at": iso_time(m.created_at),
+        "state": inbox_state(m),
         "seen_at": iso_time(m.seen_at),
         "read_at": iso_time(m.read_at),
+        "archived_at": iso_time(m.archived_at),
     }
 
 
-def inbox_view(user_id: str, reply: inbox_pb2.ListInboxResponse) -> Row:
+def inbox_view(user_id: str, reply: inbox_pb2.ListInboxResponse, status: str = "all") -> Row:
     return {
         "user_id": user_id,
+        "status": status,
         "unread_count": reply.unread_count,
         "unseen_count": reply.unseen_count,
         "messages": [inbox_row(m) for m in reply.messages],
@@ -111,15 +120,23 @@ def deliveries_table(rows: list[Row], title: str = "") -> Table:
     return table
 
 
+INBOX_STATE_STYLES = {"new": "bold", "seen": "", "read": "dim"}
+
+
 def inbox_table(view: Row) -> Table:
-    title = f"inbox of {view['user_id']}: {view['unread_count']} unread"
+    shown = "" if view.get("status", "all") == "all" else f" ({view['status']} shown)"
+    title = (
+        f"inbox of {view['user_id']}: {view['unread_count']} unread, "
+        f"{view['unseen_count']} unseen{shown}"
+    )
     table = Table(title=title, title_justify="left")
-    for column in ("received (UTC)", "title", "body", "read"):
+    for column in ("id", "received (UTC)", "state", "title", "body"):
         table.add_column(column)
     for m in view["messages"]:
-        read = "yes" if m["read_at"] else ""
         received = m["created_at"].replace("T", " ")[:19]
-        table.add_row(*_plain(received, m["title"], m["body"], read))
+        style = INBOX_STATE_STYLES.get(m["state"].split(",")[0], "")
+        state = Text(m["state"], style=style)
+        table.add_row(*_plain(m["message_id"], received), state, *_plain(m["title"], m["body"]))
     return table
 
 

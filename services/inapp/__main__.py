@@ -19,12 +19,12 @@ SERVICE = inbox_pb2.DESCRIPTOR.services_by_name["Inbox"].full_name
 
 def create_runtime(settings: InappSettings) -> ServiceRuntime:
     async def extend(ctx: Context, components: list[Component]) -> Parts:
-        watchers: Broadcast[inbox_pb2.InboxMessage] = Broadcast(
+        watchers: Broadcast[inbox_pb2.InboxEvent] = Broadcast(
             ctx.bus, ctx.bus.topology.inbox_exchange, "", watch_keys
         )
         servicer = (
             inbox_pb2_grpc.add_InboxServicer_to_server,
-            InboxServicer(ctx.engine, watchers),
+            InboxServicer(ctx.engine, ctx.bus, watchers),
             SERVICE,
         )
         # Watchers first: a message delivered once the service is up is seen live.

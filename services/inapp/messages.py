@@ -1,4 +1,4 @@
-"""Inbox rows from outgoing messages, and rows as the API's protobufs."""
+"""Inbox rows from outgoing messages, and rows and changes as the API's protobufs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from google.protobuf import struct_pb2
 from sendmesh.inapp.v1 import inbox_pb2
 
 from services.channels.provider import OutgoingMessage
-from services.inapp.store import InboxMessage
+from services.inapp.states import Mark, Target
+from services.inapp.store import Counts, InboxMessage
 from shared.clock import to_timestamp
 from shared.ids import new_id
 
@@ -50,3 +51,33 @@ def to_proto(row: InboxMessage) -> inbox_pb2.InboxMessage:
         if value is not None:
             getattr(message, name).CopyFrom(to_timestamp(value))
     return message
+
+
+CHANGE_KINDS = {
+    Mark.SEEN: inbox_pb2.INBOX_CHANGE_KIND_SEEN,
+    Mark.READ: inbox_pb2.INBOX_CHANGE_KIND_READ,
+    Mark.UNREAD: inbox_pb2.INBOX_CHANGE_KIND_UNREAD,
+    Mark.ARCHIVED: inbox_pb2.INBOX_CHANGE_KIND_ARCHIVED,
+    Mark.UNARCHIVED: inbox_pb2.INBOX_CHANGE_KIND_UNARCHIVED,
+}
+
+
+def change_event(user_id: str, mark: Mark, target: Target, at: datetime) -> inbox_pb2.InboxEvent:
+    change = inbox_pb2.InboxChange(
+        user_id=user_id,
+        kind=CHANGE_KINDS[mark],
+        message_ids=list(target.message_ids),
+        all=target.is_all,
+        at=to_timestamp(at),
+    )
+    if target.up_to is not None:
+        change.up_to.CopyFrom(to_timestamp(target.up_to))
+    return inbox_pb2.InboxEvent(changed=change)
+
+
+def with_counts(event: inbox_pb2.InboxEvent, counts: Counts) -> inbox_pb2.InboxEvent:
+    """A copy of `event` carrying `counts` (events from the broadcast are shared)."""
+    out = inbox_pb2.InboxEvent()
+    out.CopyFrom(event)
+    out.unread_count, out.unseen_count = counts.unread, counts.unseen
+    return out

@@ -1,4 +1,8 @@
-"""The in-app inbox: one row per delivered message, read newest first."""
+"""The in-app inbox: one row per delivered message, read newest first.
+
+Every state change is one UPDATE (services/inapp/states.py says what each
+mark does), and the counts after it are read in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Select,
     Table,
     UniqueConstraint,
     and_,
@@ -24,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from shared.clock import utcnow
+from services.inapp.states import TRANSITIONS, Mark, Status, Target
 from shared.db import insert_ignore, write
 
 MAX_PAGE_SIZE = 100
@@ -37,6 +42,9 @@ class InboxMessage(SQLModel, table=True):
         UniqueConstraint("tenant_id", "delivery_id", name="uq_inbox_delivery"),
         # The feed query: one user's messages, newest first.
         Index("ix_inbox_feed", "tenant_id", "user_id", "created_at", "message_id"),
+        # The badge: unread and unseen counts read from this index alone
+        # (a covering index: SQLite's plan says USING COVERING INDEX).
+        Index("ix_inbox_counts", "tenant_id", "user_id", "archived_at", "read_at", "seen_at"),
     )
 
     message_id: str = Field(primary_key=True, max_length=64)
@@ -119,14 +127,19 @@ async def message_ids_for(
 
 
 async def list_page(
-    engine: AsyncEngine, tenant_id: str, user_id: str, limit: int, after: Position | None
+    engine: AsyncEngine,
+    tenant_id: str,
+    user_id: str,
+    limit: int,
+    after: Position | None,
+    status: Status = Status.ALL,
 ) -> tuple[list[InboxMessage], Counts]:
-    """Up to `limit` + 1 messages after `after`, newest first (the extra one says
-    there is a next page), and the user's unread and unseen counts."""
+    """Up to `limit` + 1 messages with `status` after `after`, newest first (the
+    extra one says there is a next page), and the user's unread and unseen counts."""
     table = _table()
     query = (
         select(table)
-        .where(*_feed(tenant_id, user_id))
+        .where(*_user(tenant_id, user_id), *_status(status))
         .order_by(table.c.created_at.desc(), table.c.message_id.desc())
         .limit(limit + 1)
     )
@@ -144,55 +157,88 @@ async def list_page(
     return messages, counts
 
 
-async def mark_read(
-    engine: AsyncEngine, tenant_id: str, user_id: str, message_ids: Sequence[str]
-) -> tuple[int, Counts]:
-    """Mark the user's unread messages among `message_ids` read (and so seen).
+async def counts(engine: AsyncEngine, tenant_id: str, user_id: str) -> Counts:
+    """The user's unread and unseen counts over the messages not archived."""
+    async with engine.connect() as conn:
+        return await _counts(conn, tenant_id, user_id)
 
-    Returns how many changed, and the counts after the change."""
+
+async def apply_mark(
+    engine: AsyncEngine, tenant_id: str, user_id: str, mark: Mark, target: Target, now: datetime
+) -> tuple[int, Counts]:
+    """Move the user's `target` messages into `mark`'s state, in one UPDATE.
+
+    Messages already in that state are left as they are (their first
+    timestamp stays). Returns how many changed, and the counts after it."""
     table = _table()
-    now = utcnow()
+    rule = TRANSITIONS[mark]
+    column = table.c[rule.column]
+    values: dict[str, Any] = {rule.column: now if rule.sets else None}
+    if rule.implies_seen:
+        values["seen_at"] = func.coalesce(table.c.seen_at, now)
     stmt = (
         table.update()
         .where(
-            *_feed(tenant_id, user_id),
-            table.c.message_id.in_(list(message_ids)),
-            table.c.read_at.is_(None),
+            *_user(tenant_id, user_id),
+            *_target(target),
+            column.is_(None) if rule.sets else column.is_not(None),
         )
-        .values(read_at=now, seen_at=func.coalesce(table.c.seen_at, now))
+        .values(values)
     )
     async with write(engine) as conn:
         result = await conn.execute(stmt)
-        counts = await _counts(conn, tenant_id, user_id)
-    return int(result.rowcount), counts
+        after = await _counts(conn, tenant_id, user_id)
+    return int(result.rowcount), after
 
 
 async def erase_users(engine: AsyncEngine, users: set[tuple[str, str]]) -> int:
-    """GDPR erase: every inbox message of these (tenant, user) pairs goes."""
+    """GDPR erase: every inbox message of these (tenant, user) pairs goes, archived too."""
+    if not users:
+        return 0
     table = _table()
-    deleted = 0
+    stmt = table.delete().where(tuple_(table.c.tenant_id, table.c.user_id).in_(sorted(users)))
     async with write(engine) as conn:
-        for tenant_id, user_id in sorted(users):
-            result = await conn.execute(table.delete().where(*_feed(tenant_id, user_id)))
-            deleted += int(result.rowcount)
-    return deleted
+        result = await conn.execute(stmt)
+    return int(result.rowcount)
 
 
-def _feed(tenant_id: str, user_id: str) -> tuple[Any, ...]:
-    """The user's feed: archived messages are not part of it."""
+def _user(tenant_id: str, user_id: str) -> tuple[Any, ...]:
     table = _table()
-    return (
-        table.c.tenant_id == tenant_id,
-        table.c.user_id == user_id,
-        table.c.archived_at.is_(None),
-    )
+    return (table.c.tenant_id == tenant_id, table.c.user_id == user_id)
+
+
+def _in_feed() -> Any:
+    """Archived messages are out of the feed and its counts."""
+    return _table().c.archived_at.is_(None)
+
+
+def _status(status: Status) -> tuple[Any, ...]:
+    table = _table()
+    if status is Status.ARCHIVED:
+        return (table.c.archived_at.is_not(None),)
+    if status is Status.UNREAD:
+        return (_in_feed(), table.c.read_at.is_(None))
+    if status is Status.UNSEEN:
+        return (_in_feed(), table.c.seen_at.is_(None))
+    return (_in_feed(),)
+
+
+def _target(target: Target) -> tuple[Any, ...]:
+    table = _table()
+    if target.up_to is not None:
+        return (_in_feed(), table.c.created_at <= target.up_to)
+    return (table.c.message_id.in_(list(target.message_ids)),)
+
+
+def counts_query(tenant_id: str, user_id: str) -> Select[Any]:
+    """Unread and unseen over the feed, answered from ix_inbox_counts alone."""
+    table = _table()
+    return select(
+        func.coalesce(func.sum(case((table.c.read_at.is_(None), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((table.c.seen_at.is_(None), 1), else_=0)), 0),
+    ).where(*_user(tenant_id, user_id), _in_feed())
 
 
 async def _counts(conn: Any, tenant_id: str, user_id: str) -> Counts:
-    table = _table()
-    query = select(
-        func.coalesce(func.sum(case((table.c.read_at.is_(None), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((table.c.seen_at.is_(None), 1), else_=0)), 0),
-    ).where(*_feed(tenant_id, user_id))
-    unread, unseen = (await conn.execute(query)).one()
+    unread, unseen = (await conn.execute(counts_query(tenant_id, user_id))).one()
     return Counts(int(unread), int(unseen))

@@ -7,17 +7,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from sendmesh.inapp.v1 import inbox_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels.provider import OutgoingMessage, SendResult, sent
 from services.inapp import store
+from services.inapp.announce import announce
 from services.inapp.messages import inbox_row, to_proto
-from services.inapp.notices import encode_notice
-from shared.bus.publisher import BrokerError, Bus, Outbound
+from shared.bus.publisher import Bus
 from shared.clock import utcnow
-from shared.logs import get_logger
-
-log = get_logger(__name__)
 
 
 class InboxProvider:
@@ -43,19 +41,7 @@ class InboxProvider:
 
     async def _announce(self, rows: list[store.InboxMessage]) -> None:
         """Tell every replica's watchers; the inbox row is the record, this is a courtesy."""
-        by_tenant: dict[str, list[store.InboxMessage]] = defaultdict(list)
+        by_tenant: dict[str, list[inbox_pb2.InboxEvent]] = defaultdict(list)
         for row in rows:
-            by_tenant[row.tenant_id].append(row)
-        outs = [
-            Outbound(
-                self.bus.topology.inbox_exchange,
-                "",
-                encode_notice(tenant, [to_proto(r) for r in tenant_rows]),
-                persistent=False,
-            )
-            for tenant, tenant_rows in by_tenant.items()
-        ]
-        try:
-            await self.bus.publish(outs)
-        except BrokerError as err:
-            log.warning("inbox_announce_failed", error=err.detail)
+            by_tenant[row.tenant_id].append(inbox_pb2.InboxEvent(delivered=to_proto(row)))
+        await announce(self.bus, dict(by_tenant))

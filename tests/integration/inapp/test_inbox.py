@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sendmesh.bus.v1 import envelope_pb2
-from sendmesh.inapp.v1 import inbox_pb2, inbox_pb2_grpc
+from sendmesh.inapp.v1 import inbox_pb2
 from sendmesh.intent.v1 import intent_pb2
 
-from services.inapp.__main__ import create_runtime
-from services.inapp.settings import InappSettings
 from shared.bus import topology
-from shared.bus.topology import Topology
-from shared.runtime import ServiceRuntime
-from tests.conftest import TEST_RETRY_DELAYS, Tenants, running
+from tests.conftest import Tenants
 from tests.integration.bus_helpers import publish_to_stage
 from tests.integration.channels.support import (
     consumed,
@@ -31,44 +22,9 @@ from tests.integration.channels.support import (
     sample,
     take_all,
 )
+from tests.integration.inapp.support import STAGE, deliver, field_violations, inbox_stub
 
 State = intent_pb2.DeliveryState
-STAGE = topology.send_stage("inapp")
-
-
-@pytest.fixture
-def topo(namespace: str) -> Topology:
-    return Topology(namespace, TEST_RETRY_DELAYS)
-
-
-@pytest.fixture
-async def inapp(make_settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
-    async with running(create_runtime(make_settings(InappSettings))) as runtime:
-        yield runtime
-
-
-@asynccontextmanager
-async def inbox_stub(runtime: ServiceRuntime) -> AsyncIterator[inbox_pb2_grpc.InboxStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
-        yield inbox_pb2_grpc.InboxStub(channel)
-
-
-async def deliver(amqp_url: str, topo: Topology, *envs: Any) -> None:
-    """Publish envelopes to send.inapp and wait until the worker has finished them."""
-    start = consumed(topo.queue(STAGE))
-    for env in envs:
-        await publish_to_stage(amqp_url, topo, STAGE, env)
-    await eventually(lambda: consumed(topo.queue(STAGE)) >= start + len(envs))
-
-
-def field_violations(err: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    for detail in status.details:
-        if detail.Unpack(bad):
-            return [v.field for v in bad.field_violations]
-    return []
 
 
 async def test_a_delivered_envelope_is_one_inbox_message_and_one_sent_event_with_its_trail(
@@ -249,8 +205,18 @@ async def test_an_empty_user_id_and_a_bad_page_token_are_invalid_arguments(inapp
     assert watch.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_an_erased_profile_takes_its_inbox_with_it(inapp, amqp_url, topo, tenants: Tenants):
-    await deliver(amqp_url, topo, envelope("inapp"))
+async def test_an_erased_profile_takes_its_inbox_with_it_archived_messages_included(
+    inapp, amqp_url, topo, tenants: Tenants
+):
+    await deliver(amqp_url, topo, envelope("inapp"), envelope("inapp"))
+    acme = tenants.metadata("acme")
+    async with inbox_stub(inapp) as stub:
+        before = await stub.ListInbox(inbox_pb2.ListInboxRequest(user_id="u1"), metadata=acme)
+        archived = await stub.Archive(
+            inbox_pb2.ArchiveRequest(user_id="u1", message_ids=[before.messages[0].message_id]),
+            metadata=acme,
+        )
+    assert (len(before.messages), archived.updated) == (2, 1)
     control = topo.queue(topology.control_stage("inapp"))
     start = consumed(control)
     erased = envelope_pb2.ProfileErased(tenant_id="acme", user_id="u1")
@@ -262,9 +228,11 @@ async def test_an_erased_profile_takes_its_inbox_with_it(inapp, amqp_url, topo, 
     )
     await eventually(lambda: consumed(control) >= start + 1)
     async with inbox_stub(inapp) as stub:
-        listing = await stub.ListInbox(
-            inbox_pb2.ListInboxRequest(user_id="u1"), metadata=tenants.metadata("acme")
+        listing = await stub.ListInbox(inbox_pb2.ListInboxRequest(user_id="u1"), metadata=acme)
+        shelf = await stub.ListInbox(
+            inbox_pb2.ListInboxRequest(user_id="u1", status=inbox_pb2.INBOX_STATUS_ARCHIVED),
+            metadata=acme,
         )
     await take_all(amqp_url, topo.queue(topology.EVENTS_INTAKE))
-    assert list(listing.messages) == []
+    assert (list(listing.messages), list(shelf.messages)) == ([], [])
     assert (listing.unread_count, listing.unseen_count) == (0, 0)

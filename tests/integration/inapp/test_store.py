@@ -1,3 +1,8 @@
+"""The inbox store on SQLite and PostgreSQL: the feed, pages, and erasure.
+
+The state marks and counts have their own file, test_store_states.py.
+"""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -6,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inapp import store
+from services.inapp.states import Mark, Status, Target
 from services.inapp.store import InboxMessage, Position
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -71,24 +77,25 @@ async def test_another_tenant_or_user_sees_nothing(engine):
     assert (await store.list_page(engine, "acme", "u2", 10, None))[0] == []
 
 
-async def test_marking_read_counts_only_unread_messages_of_that_user(engine):
-    await store.insert_new(engine, [_row(1), _row(2), _row(3, user="u2")])
-    updated, counts = await store.mark_read(engine, "acme", "u1", ["acme-m1", "acme-m3"])
-    assert updated == 1
-    assert (counts.unread, counts.unseen) == (1, 1)
-    again, _ = await store.mark_read(engine, "acme", "u1", ["acme-m1"])
-    assert again == 0
-    not_mine, _ = await store.mark_read(engine, "globex", "u1", ["acme-m2"])
-    assert not_mine == 0
-    page, _ = await store.list_page(engine, "acme", "u1", 10, None)
-    read = {m.message_id: m for m in page}["acme-m1"]
-    assert read.read_at is not None and read.seen_at == read.read_at
-
-
-async def test_erasing_a_user_removes_their_inbox_and_only_theirs(engine):
+async def test_erasing_a_user_removes_their_inbox_archived_messages_included_and_only_theirs(
+    engine,
+):
     await store.insert_new(engine, [_row(1), _row(2), _row(3, user="u2"), _row(4, tenant="other")])
+    archived, _ = await store.apply_mark(
+        engine, "acme", "u1", Mark.ARCHIVED, Target.named(("acme-m2",)), T0
+    )
+    assert archived == 1
     assert await store.erase_users(engine, {("acme", "u1")}) == 2
+    assert (await store.list_page(engine, "acme", "u1", 10, None, Status.ARCHIVED))[0] == []
     gone, _ = await store.list_page(engine, "acme", "u1", 10, None)
     kept, _ = await store.list_page(engine, "acme", "u2", 10, None)
     other, _ = await store.list_page(engine, "other", "u1", 10, None)
     assert (gone, [m.message_id for m in kept], len(other)) == ([], ["acme-m3"], 1)
+
+
+async def test_erasing_several_users_at_once_removes_each_of_theirs(engine):
+    await store.insert_new(engine, [_row(1), _row(2, user="u2"), _row(3, user="u3")])
+    assert await store.erase_users(engine, {("acme", "u1"), ("acme", "u2")}) == 2
+    assert await store.erase_users(engine, set()) == 0
+    kept, _ = await store.list_page(engine, "acme", "u3", 10, None)
+    assert [m.message_id for m in kept] == ["acme-m3"]
