@@ -10,12 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Table, TypeDecorator, event
+import structlog
+from sqlalchemy import Column, Connection, DateTime, Table, TypeDecorator, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Field, SQLModel
+
+from shared.logs import get_logger
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -68,14 +72,89 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 async def create_tables(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -> None:
-    """Create this service's tables (and only these) if they do not exist."""
+    """Create this service's tables (and only these) if they do not exist, and
+    give existing ones the columns they lack (`add_missing_columns`)."""
     tables = [table_of(m) for m in models]
 
-    def run(sync_conn: Any) -> None:
+    def run(sync_conn: Connection) -> None:
         SQLModel.metadata.create_all(sync_conn, tables=tables)
+        _add_missing_columns(sync_conn, tables)
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+class SchemaError(RuntimeError):
+    """The database cannot be brought to the models' shape at start-up."""
+
+
+async def add_missing_columns(engine: AsyncEngine, models: Iterable[type[SQLModel]]) -> list[str]:
+    """Add the columns the models declare and their existing tables lack.
+
+    A database made by an earlier version keeps working when a table gains a
+    column: it is added with ALTER TABLE ... ADD COLUMN (SQLite and PostgreSQL),
+    and every index the models declare is created if missing. Only a column that is nullable or has a
+    server default can be added to rows that exist; any other missing column
+    is logged (table and column) and raises SchemaError, so start-up fails
+    rather than every later query. Returns the `table.column`s added.
+    """
+    tables = [table_of(m) for m in models]
+    async with engine.begin() as conn:
+        return await conn.run_sync(lambda sync_conn: _add_missing_columns(sync_conn, tables))
+
+
+def _add_missing_columns(conn: Connection, tables: Iterable[Table]) -> list[str]:
+    inspector = inspect(conn)
+    missing: list[Column[Any]] = []
+    for table in tables:
+        if not inspector.has_table(table.name, schema=table.schema):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+        missing.extend(c for c in table.columns if c.name not in present)
+    refused = [c for c in missing if not _can_add(c)]
+    for column in refused:
+        _log().error(
+            "schema_column_cannot_be_added",
+            table=column.table.name,
+            column=column.name,
+            why="NOT NULL without a server default",
+        )
+    if refused:
+        names = ", ".join(f"{c.table.name}.{c.name}" for c in refused)
+        raise SchemaError(
+            f"cannot add NOT NULL column(s) without a server default to existing tables: "
+            f"{names}; migrate them by hand (or give them a server_default)"
+        )
+    for column in missing:
+        _add_column(conn, column)
+    # After every column is there: an index may cover several new columns,
+    # and an index added to a model over old columns must appear too.
+    for table in tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+    return [f"{c.table.name}.{c.name}" for c in missing]
+
+
+def _log() -> structlog.stdlib.BoundLogger:
+    # Looked up when used: this runs once, at start-up, and a module-level
+    # logger first used before logging was configured would keep the old setup.
+    return get_logger(__name__)
+
+
+def _can_add(column: Column[Any]) -> bool:
+    # Existing rows need a value: NULL, or the default the database fills in.
+    return not column.primary_key and (column.nullable or column.server_default is not None)
+
+
+def _add_column(conn: Connection, column: Column[Any]) -> None:
+    preparer = conn.dialect.identifier_preparer
+    ddl = CreateColumn(column).compile(dialect=conn.dialect)
+    # IF NOT EXISTS: replicas starting together on PostgreSQL race to add it.
+    guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+    conn.exec_driver_sql(
+        f"ALTER TABLE {preparer.format_table(column.table)} ADD COLUMN {guard}{ddl}"
+    )
+    _log().info("schema_column_added", table=column.table.name, column=column.name)
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -57,6 +57,7 @@ async def test_an_inbox_made_before_the_counts_index_works_after_start_up(engine
     assert "ix_inbox_counts" not in await _indexes(engine)
 
     await db.create_tables(engine, store.TABLES)  # what every service runs at start-up
+    assert "ix_inbox_counts" in await _indexes(engine)
 
     assert await store.insert_new(engine, [_row(3)]) == {("acme", "d3")}
     page, counts = await store.list_page(engine, "acme", "u1", 10, None)
