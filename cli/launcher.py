@@ -60,6 +60,7 @@ class Launcher:
         start_timeout_s: float = 60.0,
         grace_s: float = 30.0,
         python: str = sys.executable,
+        die_with_parent: bool = True,
     ) -> None:
         self.cfg = cfg
         self._api_keys = dict(api_keys)
@@ -71,6 +72,10 @@ class Launcher:
         self._start_timeout_s = start_timeout_s
         self.grace_s = grace_s
         self._python = python
+        # PR_SET_PDEATHSIG runs Python in the forked child before exec: unsafe
+        # in a caller with threads of its own (a gRPC client in a test), which
+        # may then crash the child. Such a caller stops the children itself.
+        self._preexec = _die_with_parent if die_with_parent else None
         self.children: list[Child] = []
         self._log_files: list[IO[bytes]] = []
         # Set by a second Ctrl-C: stop waiting for graceful exits.
@@ -103,7 +108,7 @@ class Launcher:
             # Own session: a terminal's Ctrl-C reaches only us, and we stop the
             # children in order instead of all at once.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=self._preexec,
         )
         return Child(spec, process, log_path)
 
@@ -145,6 +150,16 @@ class Launcher:
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.exit_code() is not None), None)
+
+    def respawn(self, name: str) -> Child:
+        """Start `name` again, with the same settings, once its process has
+        exited (one step of a rolling restart). Does not wait for SERVING."""
+        index = next(i for i, c in enumerate(self.children) if c.name == name)
+        old = self.children[index]
+        if old.exit_code() is None:
+            raise MeshError(f"{name} is still running (pid {old.process.pid})")
+        self.children[index] = self._spawn(old.spec)
+        return self.children[index]
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every child, wait up to the grace period, then kill; exit codes by name."""

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from shared import db, metrics
+from shared import db, metrics, tracing
 from shared.bus.consumer import BatchConsumer, Handler
 from shared.bus.publisher import Bus
 from shared.bus.topology import Topology
@@ -112,6 +112,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         s = self.settings
         configure_logging(s.service, s.log_level, s.log_format)
+        tracing.start(s)
         metrics.BUILD_INFO.info({"version": _version(), "service": s.service})
         self._metrics_server = metrics.serve_metrics(s.metrics_host, s.metrics_port)
         self.engine = db.create_engine(s.resolved_database_url())
@@ -151,16 +152,34 @@ class ServiceRuntime:
         for _, _, name in self._parts.servicers:
             await self._health.set(name, status)
 
-    async def stop(self) -> None:
-        grace = self.settings.shutdown_grace_s
+    async def stop(self, *, not_serving_s: float = 0.0) -> None:
+        """NOT_SERVING; stop consuming and finish the batches in hand; let the
+        gRPC calls in flight finish while the parts they use still run (intake's
+        group commit); then stop those parts. All within one shutdown grace.
+
+        The server keeps answering, NOT_SERVING, for at least `not_serving_s`
+        (while the consumers drain) before it refuses calls."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
+
+        def left() -> float:
+            return max(deadline - loop.time(), 0.0)
+
         log.info("service_stopping")
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        for component in reversed(self._started):
-            await _bounded(component.stop(), grace, type(component).__name__)
-        self._started.clear()
+        consumers = [c for c in self._started if isinstance(c, BatchConsumer)]
+        await asyncio.gather(
+            asyncio.sleep(min(not_serving_s, left())),
+            *(_bounded(c.stop(left()), left() + MIN_STEP_S, "consumer") for c in consumers),
+        )
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(left())
+        for component in reversed(self._started):
+            if component not in consumers:
+                step = max(left(), MIN_STEP_S)
+                await _bounded(component.stop(), step, type(component).__name__)
+        self._started.clear()
         if self.bus is not None:
             # A broker that stopped answering must not keep us from exiting.
             await _bounded(self.bus.close(), BROKER_CLOSE_S, "bus")
@@ -169,6 +188,7 @@ class ServiceRuntime:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
+        tracing.stop(self.settings)  # flushes the spans not exported yet
         log.info("service_stopped")
 
     async def run_until_signalled(self) -> None:
@@ -178,10 +198,19 @@ class ServiceRuntime:
             loop.add_signal_handler(sig, stop.set)
         await self.start()
         await stop.wait()
-        await self.stop()
+        await self.stop(not_serving_s=NOT_SERVING_S)
 
 
 BROKER_CLOSE_S = 5.0
+# A signalled process answers NOT_SERVING at least this long before refusing
+# calls, so that a client watching health (gRPC client-side health checking, a
+# proxy's health check) moves its calls elsewhere first. It overlaps the
+# consumers' drain: it costs nothing when there is work to finish.
+NOT_SERVING_S = 1.0
+# Each part still gets this long to close once the grace is spent (a consumer
+# that ran out of it closes its channel; the parts after a gRPC server held
+# to the end of it by a watch stream still close theirs).
+MIN_STEP_S = 1.0
 
 
 async def _bounded(step: Awaitable[None], seconds: float, what: str) -> None:

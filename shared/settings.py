@@ -48,6 +48,18 @@ class ServiceSettings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
 
+    # OpenTelemetry traces. Off: no tracer and no exporter are built.
+    tracing_enabled: bool = False
+    # otlp: to a collector over gRPC; console: one JSON line per span on
+    # stderr; file: JSON lines to `tracing_file`.
+    tracing_exporter: Literal["otlp", "console", "file"] = "otlp"
+    # The OTLP collector; http:// means no TLS.
+    tracing_endpoint: str = "http://127.0.0.1:4317"
+    # Unset: <var_dir>/traces/<service>.jsonl.
+    tracing_file: Path | None = None
+    # Share of new traces recorded; a continued trace follows its parent's choice.
+    tracing_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     shutdown_grace_s: float = Field(20.0, gt=0)

@@ -8,23 +8,27 @@ message retried alone, so one poison message never holds back the others.
 Failure routing, per message:
 - undecodable                -> dead-letter queue at once (reason `undecodable`)
 - PermanentError             -> dead-letter queue at once
-- any other error            -> delay queue for the next back-off step, then
-                                dead letters after `max_attempts`
+- any other error            -> delay queue for the next back-off step (its
+                                delay less up to RETRY_JITTER of it, never
+                                below a Retry-After), then dead letters after
+                                `max_attempts`
 - broker trouble on publish  -> nack with requeue; nothing was acked
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared import metrics, reasons
+from shared import metrics, reasons, tracing
 from shared.bus.publisher import (
     ATTEMPT_HEADER,
+    DEAD_AT_HEADER,
     ERROR_HEADER,
     REASON_HEADER,
     STAGE_HEADER,
@@ -47,23 +51,37 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
 
 
 def retry_later(
-    bus: Bus, stage: str, body: bytes, attempt: int, *, retry_after_s: float | None = None
+    bus: Bus,
+    stage: str,
+    body: bytes,
+    attempt: int,
+    *,
+    retry_after_s: float | None = None,
+    rand: Callable[[], float] = random.random,
 ) -> Outbound:
-    """A copy of `body` for the delay queue of its next back-off step."""
+    """A copy of `body` for the delay queue of its next back-off step, expiring
+    after the step's delay less a random jitter (never before Retry-After)."""
     topo = bus.topology
-    step = topo.delay_step_for(attempt, retry_after_s)
-    return Outbound(topo.delay_queue(step), stage, body, headers={ATTEMPT_HEADER: attempt + 1})
+    backoff = topo.backoff_for(attempt, retry_after_s, rand())
+    return Outbound(
+        topo.delay_queue(backoff.step),
+        stage,
+        body,
+        headers={ATTEMPT_HEADER: attempt + 1},
+        expiration_s=backoff.wait_s,
+    )
 
 
 def dead_letter(
     bus: Bus, stage: str, body: bytes, msg_type: str, attempt: int, reason: str, detail: str
 ) -> Outbound:
-    """`body` for the stage's dead-letter queue, with why it ended there."""
+    """`body` for the stage's dead-letter queue, with why and when it ended there."""
     headers: dict[str, str | int] = {
         ATTEMPT_HEADER: attempt,
         REASON_HEADER: reason,
         ERROR_HEADER: detail[:1000],
         STAGE_HEADER: stage,
+        DEAD_AT_HEADER: int(time.time() * 1000),
     }
     return Outbound("", bus.topology.dead_letter_queue(stage), body, type=msg_type, headers=headers)
 
@@ -103,7 +121,10 @@ class BatchConsumer(Generic[M]):
 
     async def start(self) -> None:
         self._channel = await self.bus.consume_channel(self._prefetch)
-        self._queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        # A passive declare, not get_queue(ensure=False): only a declared queue
+        # is registered with the robust channel, and only a registered queue
+        # gets its consumer back after a reconnect (aio-pika 10).
+        self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
         self._tag = await self._queue.consume(self._receive)
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.stage}")
 
@@ -138,7 +159,9 @@ class BatchConsumer(Generic[M]):
                 return
             start = time.perf_counter()
             try:
-                await self._process(batch)
+                headers = [m.headers for m in batch]
+                with tracing.consuming(self.stage, self.queue_name, headers):
+                    await self._process(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -167,7 +190,8 @@ class BatchConsumer(Generic[M]):
         decoded: list[tuple[AbstractIncomingMessage, M]] = []
         for message in batch:
             try:
-                decoded.append((message, self._decode(message.body)))
+                value = tracing.adopt(self._decode(message.body), message.headers)
+                decoded.append((message, value))
             except Exception as err:
                 await self._dead_letter(message, reasons.UNDECODABLE, repr(err))
         if not decoded:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection, DeliveryMode
 from google.protobuf.message import Message
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.bus import topology
 from shared.bus.topology import Topology
 from shared.errors import TransientError
@@ -22,6 +23,8 @@ ATTEMPT_HEADER = "x-sendmesh-attempt"
 REASON_HEADER = "x-sendmesh-reason"
 ERROR_HEADER = "x-sendmesh-error"
 STAGE_HEADER = "x-sendmesh-stage"
+# When the message was dead-lettered: milliseconds since the epoch (UTC).
+DEAD_AT_HEADER = "x-sendmesh-dead-at"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class Outbound:
     type: str = ""
     headers: dict[str, str | int] = field(default_factory=dict)
     persistent: bool = True
+    # Per-message TTL (a jittered retry in a delay queue); the broker drops
+    # it when the message is dead-lettered onward, so it expires only once.
+    expiration_s: float | None = None
 
 
 def to_stage(topo: Topology, stage: str, msg: Message, **headers: str | int) -> Outbound:
@@ -107,15 +113,23 @@ class Bus:
             raise BrokerError(f"{len(failures)}/{len(outs)} publishes unconfirmed: {failures[0]!r}")
 
     async def _publish_one(self, out: Outbound) -> None:
+        headers: dict[str, Any] = dict(out.headers)
+        # With tracing on: a PRODUCER span around the publish and its confirm,
+        # its context added to the headers.
+        with tracing.publishing(out.exchange, out.routing_key, out.type, out.body, headers):
+            await self._publish_confirmed(out, headers)
+
+    async def _publish_confirmed(self, out: Outbound, headers: dict[str, Any]) -> None:
         channel = self.publish_channel
         message = aio_pika.Message(
             out.body,
-            headers=dict(out.headers),
+            headers=headers,
             content_type="application/x-protobuf",
             type=out.type or None,
             delivery_mode=DeliveryMode.PERSISTENT
             if out.persistent
             else DeliveryMode.NOT_PERSISTENT,
+            expiration=out.expiration_s,
         )
         exchange = self._exchanges.get(out.exchange)
         if exchange is None:

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from shared import auth, metrics
+from shared import auth, metrics, tracing
 from shared.grpc.status import StatusError, internal, unauthenticated
 from shared.logs import get_logger
 
@@ -51,9 +51,26 @@ def _rebuild(handler: grpc.RpcMethodHandler, method: str, wrap: Wrapper) -> grpc
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **ser)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **ser)
+        iterating = _iterating(handler.unary_stream)
+        return grpc.unary_stream_rpc_method_handler(streaming(iterating), **ser)
     # Client-streaming methods are not part of our APIs; pass them through.
     return handler
+
+
+def _iterating(behaviour: Behaviour) -> Behaviour:
+    """A server-streaming behaviour as an async iterator, whichever way it is
+    written: grpc also allows a coroutine that answers through context.write
+    (the health servicer's Watch does), which `async for` cannot iterate."""
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        result = behaviour(request, context)
+        if hasattr(result, "__aiter__"):
+            async for item in result:
+                yield item
+        else:
+            await result
+
+    return call
 
 
 class _Wrapping(grpc.aio.ServerInterceptor, abc.ABC):
@@ -137,6 +154,44 @@ class MetricsInterceptor(_Wrapping):
             metrics.GRPC_HANDLING.labels("server_stream", svc, name).observe(
                 time.perf_counter() - start
             )
+
+
+class TracingInterceptor(_Wrapping):
+    """A SERVER span per call, continuing the caller's W3C trace context.
+
+    Outermost, so the servicer runs inside the span and whatever it hands on
+    (intake's outbox row) carries the call's context."""
+
+    def wraps(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIXES)  # probes would only add noise
+
+    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
+        if stream:
+            return self._stream(behaviour, request, ctx, method)
+        return self._unary(behaviour, request, ctx, method)
+
+    async def _unary(self, behaviour: Behaviour, request: Any, ctx: Any, method: str) -> Any:
+        with tracing.serving(method, ctx.invocation_metadata()) as span:
+            try:
+                return await behaviour(request, ctx)
+            finally:
+                _finish_span(span, ctx)
+
+    async def _stream(
+        self, behaviour: Behaviour, request: Any, ctx: Any, method: str
+    ) -> AsyncIterator[Any]:
+        with tracing.serving(method, ctx.invocation_metadata()) as span:
+            try:
+                async for item in behaviour(request, ctx):
+                    yield item
+            finally:
+                _finish_span(span, ctx)
+
+
+def _finish_span(span: Any, ctx: Any) -> None:
+    code = ctx.code()
+    status = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+    tracing.rpc_finished(span, status.name, status.value[0])
 
 
 class AuthInterceptor(_Wrapping):

@@ -9,7 +9,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from shared.grpc.interceptors import AuthInterceptor, MetricsInterceptor
+from shared import tracing
+from shared.grpc.interceptors import AuthInterceptor, MetricsInterceptor, TracingInterceptor
 from shared.settings import ServiceSettings
 
 # Health name that Kubernetes liveness probes ask for: it says the process is
@@ -27,8 +28,11 @@ def create_server(
 
     `servicers` are (add_XServicer_to_server, servicer, full service name).
     """
+    # Tracing first, so its span covers the others; absent when tracing is off.
+    traced = [TracingInterceptor()] if tracing.enabled() else []
     server = grpc.aio.server(
         interceptors=[
+            *traced,
             MetricsInterceptor(),
             AuthInterceptor(
                 settings.api_keys,

@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
 
@@ -43,3 +44,15 @@ async def test_reflection_lists_the_service_api(make_settings):
         replies = [r async for r in stub.ServerReflectionInfo(iter([request]))]
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"sendmesh.intake.v1.Intake", "grpc.health.v1.Health"} <= names
+
+
+async def test_health_watch_streams_the_status_through_our_interceptors(make_settings):
+    # The health servicer's Watch answers through context.write, not by
+    # yielding; the interceptors used to iterate it and answer INTERNAL.
+    runtime = create_runtime(make_settings(IntakeSettings))
+    async with running(runtime) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await asyncio.wait_for(call.read(), timeout=10)
+        call.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
