@@ -1,7 +1,5 @@
-"""The content of one delivery, taken from the intent for the delivery's channel.
-
-Pure: no I/O. Templates cannot be rendered yet (there is no template store),
-so template content is a permanent failure, never a guess.
+"""The content of one delivery, for the delivery's channel: the intent's inline
+content, or its pinned template rendered for the recipient. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,13 +9,15 @@ from typing import Any, Literal
 
 from google.protobuf import json_format
 from sendmesh.intent.v1 import intent_pb2
+from sendmesh.profile.v1 import profile_pb2
 
+from services.templates.render import Recipient, RenderError, plain, render_part
 from shared import reasons
 from shared.envelopes import CHANNEL_NAMES, ChannelValue
 
 Channel = intent_pb2.Channel
 
-# The field of InlineContent that holds each channel's content.
+# The field of InlineContent (and the template part) that holds each channel's content.
 INLINE_FIELDS: dict[ChannelValue, Literal["email", "sms", "webpush", "inapp"]] = {
     Channel.CHANNEL_EMAIL: "email",
     Channel.CHANNEL_SMS: "sms",
@@ -35,19 +35,18 @@ class Unrenderable:
 
 
 def content_for(
-    intent: intent_pb2.SendIntent, channel: ChannelValue
+    intent: intent_pb2.SendIntent,
+    channel: ChannelValue,
+    profile: profile_pb2.Profile | None = None,
 ) -> dict[str, Any] | Unrenderable:
     """The channel's content as a plain dict (every field present), or why there is none."""
     source = intent.content.WhichOneof("source")
-    if source == "template":
-        return Unrenderable(
-            reasons.TEMPLATE_NOT_FOUND,
-            f"template {intent.content.template.template_id!r}: there is no template store yet",
-        )
     name = INLINE_FIELDS.get(channel)
+    label = CHANNEL_NAMES.get(channel, str(channel))
+    if source == "template" and name is not None:
+        return _from_template(intent.content.template, name, profile or profile_pb2.Profile())
     inline = intent.content.inline
     if source != "inline" or name is None or not inline.HasField(name):
-        label = CHANNEL_NAMES.get(channel, str(channel))
         return Unrenderable(reasons.NO_CONTENT, f"no inline content for channel {label}")
     content = json_format.MessageToDict(
         getattr(inline, name),
@@ -57,3 +56,24 @@ def content_for(
     if name == "inapp":
         content.setdefault("data", {})
     return content
+
+
+def _from_template(
+    ref: intent_pb2.TemplateRef, part: str, profile: profile_pb2.Profile
+) -> dict[str, Any] | Unrenderable:
+    if not ref.HasField("pinned"):
+        # Intake pins every template intent at submit; one without is not ours to guess.
+        return Unrenderable(
+            reasons.TEMPLATE_NOT_FOUND, f"template {ref.template_id!r} was not pinned at submit"
+        )
+    recipient = Recipient(
+        profile.user_id, profile.locale, profile.timezone, plain(profile.attributes)
+    )
+    try:
+        rendered = render_part(ref.pinned, part, plain(ref.data), recipient, ref.locale)
+    except RenderError as err:
+        return Unrenderable(err.reason, err.detail)
+    if rendered is None:
+        version = f"{ref.template_id!r} v{ref.pinned.version}"
+        return Unrenderable(reasons.NO_CONTENT, f"template {version} has no {part} part")
+    return rendered.fields

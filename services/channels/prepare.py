@@ -48,10 +48,11 @@ def prepare(
     if delivery.channel != CHANNELS_BY_NAME.get(channel):
         got = CHANNEL_NAMES.get(delivery.channel, str(delivery.channel))
         return permanent(delivery.delivery_id, reasons.WRONG_CHANNEL, f"a {got} delivery")
-    content = content_for(env.intent, delivery.channel)
+    profile = profile_of(env, delivery.user_id)
+    content = content_for(env.intent, delivery.channel, profile)
     if isinstance(content, Unrenderable):
         return permanent(delivery.delivery_id, content.reason, content.detail)
-    contact = contact_for(profile_of(env, delivery.user_id), channel)
+    contact = contact_for(profile, channel)
     if contact is None:
         return permanent(delivery.delivery_id, reasons.NO_CONTACT_POINT, f"no {channel} contact")
     return OutgoingMessage(

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Iterable
 
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
+from sendmesh.templates.v1 import templates_pb2, templates_pb2_grpc
 
 from services.intake.consumer import EventsConsumer, decode_events
 from services.intake.outbox import OutboxRelay
@@ -13,6 +14,10 @@ from services.intake.peers import Peers
 from services.intake.server import IntakeServicer, store_and_count
 from services.intake.settings import IntakeSettings
 from services.intake.store import TABLES, IntakeStore, NewIntent, Stored
+from services.templates.pinning import TemplatePinner
+from services.templates.server import TemplatesServicer
+from services.templates.store import TABLES as TEMPLATE_TABLES
+from services.templates.store import TemplateStore
 from shared.batching import GroupCommit
 from shared.bus import topology
 from shared.bus.broadcast import Broadcast
@@ -20,6 +25,7 @@ from shared.runtime import Context, Parts, ServiceRuntime, run
 from shared.settings import load_settings
 
 SERVICE = intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name
+TEMPLATES = templates_pb2.DESCRIPTOR.services_by_name["Templates"].full_name
 
 
 def events_by_intent(body: bytes) -> Iterable[tuple[Hashable, envelope_pb2.DeliveryEvent]]:
@@ -71,13 +77,24 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
             settings.frequency_address,
             settings.peer_timeout_s,
         )
-        servicer = IntakeServicer(store, committer, watch, relay.hand_over, peers)
+        # Intake owns content: the Templates API and its tables live here.
+        templates = TemplateStore(ctx.engine)
+        servicer = IntakeServicer(
+            store, committer, watch, relay.hand_over, peers, TemplatePinner(templates)
+        )
         return Parts(
-            servicers=[(intake_pb2_grpc.add_IntakeServicer_to_server, servicer, SERVICE)],
+            servicers=[
+                (intake_pb2_grpc.add_IntakeServicer_to_server, servicer, SERVICE),
+                (
+                    templates_pb2_grpc.add_TemplatesServicer_to_server,
+                    TemplatesServicer(templates),
+                    TEMPLATES,
+                ),
+            ],
             components=[PeersLifetime(peers), committer, relay, watch, events],
         )
 
-    return ServiceRuntime(settings, build, tables=TABLES)
+    return ServiceRuntime(settings, build, tables=(*TABLES, *TEMPLATE_TABLES))
 
 
 if __name__ == "__main__":

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import grpc
 from sendmesh.intake.v1 import intake_pb2
+from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
+from services.channels.content import Unrenderable, content_for
 from services.intake import explain, validation
 from services.intake.peers import Metadata, Peers
+from services.templates.pinning import Located
 from shared.clock import from_timestamp, utcnow
-from shared.envelopes import ChannelValue
+from shared.envelopes import CHANNEL_NAMES, ChannelValue
 from shared.grpc import status
 from shared.grpc.status import Violations
 
+# Pins the intent's template (services/templates/pinning.py); raises INVALID_ARGUMENT.
+Pin = Callable[[list[Located]], Awaitable[None]]
+FAILED = intent_pb2.DeliveryState.DELIVERY_STATE_FAILED
+WOULD_SEND = {
+    intent_pb2.DeliveryState.DELIVERY_STATE_SENT,
+    intent_pb2.DeliveryState.DELIVERY_STATE_SCHEDULED,
+}
 STAGE_NAMES = {"ProfilesStub": "profile", "EligibilityStub": "eligibility"}
 
 
@@ -39,11 +50,16 @@ def validate(request: intake_pb2.ExplainRequest, now: datetime) -> None:
 
 
 async def run_explain(
-    peers: Peers, request: intake_pb2.ExplainRequest, metadata: Metadata
+    peers: Peers,
+    request: intake_pb2.ExplainRequest,
+    metadata: Metadata,
+    pin: Pin | None = None,
 ) -> intake_pb2.ExplainResponse:
     at = from_timestamp(request.at) if request.HasField("at") else utcnow()
     validate(explained_intent(request), at)
     intent = explained_intent(request).intent
+    if pin is not None:
+        await pin([("intent", intent)])
     try:
         found = await peers.profile(request.user_id, metadata)
         profile = profile_pb2.Profile() if found is None else found
@@ -59,9 +75,34 @@ async def run_explain(
             return await peers.reserve_dry_run(intent, profile, channel, when, metadata)
 
         channels = await explain.explain(intent, found, at, check, reserve)
+        fail_unrenderable(channels, intent, profile, at)
     except grpc.aio.AioRpcError as err:
         raise _stage_error(err) from None
     return intake_pb2.ExplainResponse(channels=channels)
+
+
+def fail_unrenderable(
+    channels: list[intake_pb2.ChannelExplanation],
+    intent: intent_pb2.SendIntent,
+    profile: profile_pb2.Profile,
+    at: datetime,
+) -> None:
+    """A template that would not render for this recipient fails the channel,
+    as the channel worker would (render_error naming the variable)."""
+    if intent.content.WhichOneof("source") != "template":
+        return
+    for channel in channels:
+        if channel.outcome not in WOULD_SEND:
+            continue
+        content = content_for(intent, channel.channel, profile)
+        if isinstance(content, Unrenderable):
+            name = CHANNEL_NAMES.get(channel.channel, str(channel.channel))
+            failed = explain.step(name, FAILED, content.reason, at, content.detail)
+            channel.steps.append(failed)
+            channel.outcome = FAILED
+            channel.reason = content.reason
+            channel.summary = f"{name} failed: {content.reason} ({content.detail})"
+            channel.ClearField("send_at")
 
 
 def _stage_error(err: grpc.aio.AioRpcError) -> status.StatusError:

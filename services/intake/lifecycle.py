@@ -11,10 +11,12 @@ from sendmesh.intent.v1 import intent_pb2
 S = intent_pb2.DeliveryState
 I = intake_pb2.IntentState  # noqa: E741
 
-# States after which nothing more happens to a delivery.
+# States after which nothing more happens to a delivery. CAPPED is one: a
+# delivery that is to wait for a slot is SCHEDULED (on_capped DEFER) instead.
 FINAL = frozenset(
     {
         S.DELIVERY_STATE_SUPPRESSED,
+        S.DELIVERY_STATE_CAPPED,
         S.DELIVERY_STATE_SENT,
         S.DELIVERY_STATE_FAILED,
         S.DELIVERY_STATE_DEAD,

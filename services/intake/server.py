@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import datetime
+from functools import partial
 
 import grpc
 from sendmesh.bus.v1 import envelope_pb2
@@ -23,7 +23,8 @@ from services.intake.store import (
     OutboxMessage,
     Stored,
 )
-from shared import metrics
+from services.templates.pinning import Located, TemplatePinner
+from shared import metrics, tracing
 from shared.auth import current_tenant, key_from_metadata
 from shared.batching import GroupCommit
 from shared.bus.broadcast import Broadcast
@@ -46,7 +47,12 @@ def new_intent(tenant: str, intent: intent_pb2.SendIntent) -> NewIntent:
     """An accepted intent and the envelope the outbox will publish for it."""
     intent_id, now = new_id(), utcnow()
     envelope = envelope_pb2.Envelope(
-        tenant_id=tenant, intent_id=intent_id, intent=intent, accepted_at=to_timestamp(now)
+        tenant_id=tenant,
+        intent_id=intent_id,
+        intent=intent,
+        accepted_at=to_timestamp(now),
+        # The Submit call's trace goes on from the outbox row (empty when off).
+        trace_context=tracing.current_carrier(),
     )
     return NewIntent(
         intent_id=intent_id,
@@ -78,8 +84,11 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         watch: Broadcast[envelope_pb2.DeliveryEvent],
         outbox_written: Callable[[Iterable[OutboxMessage]], None],
         peers: Peers | None = None,
+        pinner: TemplatePinner | None = None,
     ) -> None:
         self._store = store
+        # Pins template intents to a version at submit (None: no template store).
+        self._pinner = pinner
         self._committer = committer
         self._watch = watch
         # Hands rows to the outbox relay after a write outside the group commit.
@@ -92,6 +101,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         problems = Violations()
         problems.extend(validation.validate_intent(request.intent, utcnow(), "intent"))
         problems.raise_if_any()
+        await self._pin(current_tenant(), [("intent", request.intent)])
         stored = await self._committer.submit(new_intent(current_tenant(), request.intent))
         if stored.conflict:
             raise reuse_error(stored.intent_id)
@@ -108,6 +118,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
         problems.extend(validation.validate_batch(list(request.intents), utcnow()))
         problems.raise_if_any()
         tenant = current_tenant()
+        await self._pin(tenant, [(f"intents[{i}]", x) for i, x in enumerate(request.intents)])
         stored = await store_and_count(
             self._store, [new_intent(tenant, i) for i in request.intents]
         )
@@ -130,7 +141,18 @@ class IntakeServicer(intake_pb2_grpc.IntakeServicer):
             raise status.unavailable("explain is not configured on this intake")
         # The stages answer for the caller's tenant: they see the caller's key.
         key = key_from_metadata(context.invocation_metadata()) or ""
-        return await run_explain(self._peers, request, (("authorization", f"Bearer {key}"),))
+        metadata = (("authorization", f"Bearer {key}"),)
+        return await run_explain(
+            self._peers, request, metadata, partial(self._pin, current_tenant())
+        )
+
+    async def _pin(self, tenant: str, intents: Sequence[Located]) -> None:
+        """Pins every template intent (in place) to the version it names;
+        INVALID_ARGUMENT naming the field when a template or version is unknown."""
+        if self._pinner is not None:
+            problems = Violations()
+            problems.extend(await self._pinner.pin(tenant, intents))
+            problems.raise_if_any()
 
     async def GetIntent(
         self, request: intake_pb2.GetIntentRequest, context: grpc.aio.ServicerContext
@@ -234,11 +256,8 @@ def intent_view(
             delivery_id=d.delivery_id,
             user_id=d.user_id,
             channel=intent_pb2.Channel.ValueType(d.channel),
-            current=_decision(d.stage, d.state, d.reason, d.detail, d.at),
-            history=[
-                _decision(h.stage, h.state, h.reason, h.detail, h.at)
-                for h in by_delivery.get(d.delivery_id, [])
-            ],
+            current=_decision(d),
+            history=[_decision(h) for h in by_delivery.get(d.delivery_id, [])],
         )
     return view
 
@@ -253,13 +272,14 @@ def status_from_event(event: envelope_pb2.DeliveryEvent) -> intake_pb2.DeliveryS
     )
 
 
-def _decision(
-    stage: str, state: int, reason: str, detail: str, at: datetime
-) -> intent_pb2.Decision:
-    return intent_pb2.Decision(
-        stage=stage,
-        state=intent_pb2.DeliveryState.ValueType(state),
-        reason=reason,
-        detail=detail,
-        at=to_timestamp(at),
+def _decision(row: DeliveryRow | DecisionRow) -> intent_pb2.Decision:
+    decision = intent_pb2.Decision(
+        stage=row.stage,
+        state=intent_pb2.DeliveryState.ValueType(row.state),
+        reason=row.reason,
+        detail=row.detail,
+        at=to_timestamp(row.at),
     )
+    if row.not_before is not None:
+        decision.not_before.CopyFrom(to_timestamp(row.not_before))
+    return decision

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.intent.v1 import intent_pb2
 from sqlalchemy import (
     Index,
     LargeBinary,
@@ -99,6 +100,8 @@ class DeliveryRow(SQLModel, table=True):
     stage: str
     detail: str = ""
     at: datetime = utc_field()
+    # SCHEDULED decisions: when the delivery re-enters the pipeline.
+    not_before: datetime | None = utc_field(nullable=True)
 
 
 class DecisionRow(SQLModel, table=True):
@@ -118,6 +121,7 @@ class DecisionRow(SQLModel, table=True):
     reason: str
     detail: str = ""
     at: datetime = utc_field()
+    not_before: datetime | None = utc_field(nullable=True)
 
 
 TABLES = (IntentRow, OutboxRow, DeliveryRow, DecisionRow)
@@ -404,6 +408,7 @@ def _current_row(event: envelope_pb2.DeliveryEvent) -> dict[str, object]:
         "stage": dec.stage,
         "detail": dec.detail,
         "at": _at(event),
+        "not_before": _not_before(dec),
     }
 
 
@@ -425,7 +430,7 @@ def _upsert_current(conn: AsyncConnection) -> Insert:
     )
     return ins.on_conflict_do_update(
         index_elements=[cur.delivery_id],
-        set_={k: new[k] for k in ("state", "reason", "stage", "detail", "at")},
+        set_={k: new[k] for k in ("state", "reason", "stage", "detail", "at", "not_before")},
         where=wins,
     )
 
@@ -441,6 +446,11 @@ def _history_rows(event: envelope_pb2.DeliveryEvent) -> list[dict[str, object]]:
             "reason": d.reason,
             "detail": d.detail,
             "at": d.at.ToDatetime(tzinfo=UTC),
+            "not_before": _not_before(d),
         }
         for d in [*event.trail, event.decision]
     ]
+
+
+def _not_before(decision: intent_pb2.Decision) -> datetime | None:
+    return decision.not_before.ToDatetime(tzinfo=UTC) if decision.HasField("not_before") else None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sendmesh.intent.v1 import intent_pb2
 
 from services.profile.audience import audience_problems
+from services.templates import validation as templates
 from shared.envelopes import ChannelValue
 
 C = intent_pb2.Channel
@@ -33,7 +34,16 @@ Problems = Iterator[tuple[str, str]]
 
 
 def fingerprint(intent: intent_pb2.SendIntent) -> str:
-    """Identifies the request's content, to tell a replay from a key reused for another intent."""
+    """Identifies the request's content, to tell a replay from a key reused for another intent.
+
+    A pinned template is left out: it is what intake added, not what the
+    caller sent, so a replay after a template edit is still a replay.
+    """
+    if intent.content.template.HasField("pinned"):
+        as_sent = intent_pb2.SendIntent()
+        as_sent.CopyFrom(intent)
+        as_sent.content.template.ClearField("pinned")
+        intent = as_sent
     return hashlib.sha256(intent.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -89,8 +99,7 @@ def _content(intent: intent_pb2.SendIntent, channels: set[ChannelValue], at: str
     if source is None:
         yield at, "a template or inline content is required"
     elif source == "template":
-        if not intent.content.template.template_id:
-            yield f"{at}.template.template_id", "required"
+        yield from _template_ref(intent.content.template, f"{at}.template")
     else:
         inline = intent.content.inline
         for channel in sorted(channels):
@@ -99,6 +108,16 @@ def _content(intent: intent_pb2.SendIntent, channels: set[ChannelValue], at: str
                 yield f"{at}.inline.{field}", f"required for channel {field}"
             else:
                 yield from _inline_part(inline, field, f"{at}.inline.{field}")
+
+
+def _template_ref(ref: intent_pb2.TemplateRef, at: str) -> Problems:
+    # Whether the template and version exist is asked of the store at submit
+    # (services/templates/pinning.py); these are the rules without it.
+    yield from templates.template_id(f"{at}.template_id", ref.template_id)
+    yield from templates.version(f"{at}.version", ref.version)
+    yield from templates.locale(f"{at}.locale", ref.locale)
+    if ref.HasField("pinned"):
+        yield f"{at}.pinned", "set by intake at submit: leave it empty"
 
 
 def _inline_part(inline: intent_pb2.InlineContent, field: str, at: str) -> Problems:

@@ -1,5 +1,7 @@
-"""The whole pipeline in this process: intake, profile, eligibility, frequency, and
-the email and in-app workers, on the real broker, each with its own database.
+"""The whole pipeline in this process: intake, profile, eligibility, frequency, the
+email and in-app workers and the scheduler, on the real broker, each with its own
+database, wired to each other as `sendmesh run` wires them (peer addresses, the
+internal key for the last behaviour check before a send).
 
 An intent goes in over gRPC; what comes out is read where a user and a caller
 would read it: the Inbox API, the email dev provider's outbox, and GetIntent.
@@ -16,10 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sendmesh.eligibility.v1 import eligibility_pb2_grpc
+from sendmesh.frequency.v1 import frequency_pb2_grpc
 from sendmesh.inapp.v1 import inbox_pb2, inbox_pb2_grpc
 from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
 from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2, profile_pb2_grpc
+from sendmesh.scheduler.v1 import scheduler_pb2_grpc
 
 from services.eligibility import __main__ as eligibility
 from services.eligibility.settings import EligibilitySettings
@@ -33,7 +38,11 @@ from services.intake import __main__ as intake
 from services.intake.settings import IntakeSettings
 from services.profile import __main__ as profile
 from services.profile.settings import ProfileSettings
+from services.scheduler import __main__ as scheduler
+from services.scheduler.settings import SchedulerSettings
+from shared.auth import new_api_key
 from shared.ids import delivery_id
+from tests import servers
 from tests.conftest import Tenants, running
 from tests.integration.grpc_helpers import channel_to
 
@@ -50,6 +59,7 @@ SERVICES: list[tuple[str, Any, type]] = [
     ("frequency", frequency, FrequencySettings),
     ("email", email, EmailSettings),
     ("inapp", inapp, InappSettings),
+    ("scheduler", scheduler, SchedulerSettings),
 ]
 INBOX_WITHIN_S = 5.0
 COMPLETED_WITHIN_S = 15.0
@@ -62,6 +72,9 @@ class Mesh:
     profiles: profile_pb2_grpc.ProfilesStub
     inbox: inbox_pb2_grpc.InboxStub
     email_var_dir: Path
+    eligibility: eligibility_pb2_grpc.EligibilityStub
+    frequency: frequency_pb2_grpc.FrequencyStub
+    scheduler: scheduler_pb2_grpc.SchedulerStub
 
     def email_file(self, intent_id: str, user: str) -> Path:
         name = delivery_id(intent_id, user, C.CHANNEL_EMAIL)
@@ -117,16 +130,29 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float, 
         await asyncio.sleep(0.05)
 
 
+def wiring(ports: dict[str, int], internal_key: str) -> dict[str, dict[str, Any]]:
+    """Each service's settings for finding the others, as `sendmesh run` sets them."""
+    address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    stages = {f"{name}_address": address[name] for name in ("profile", "eligibility", "frequency")}
+    last_look = {"profile_address": address["profile"]}
+    extra: dict[str, dict[str, Any]] = {"intake": stages, "email": last_look, "inapp": last_look}
+    return {
+        name: {"grpc_port": port, "internal_key": internal_key, **extra.get(name, {})}
+        for name, port in ports.items()
+    }
+
+
 @pytest.fixture
 async def mesh(
     make_settings: Callable[..., Any], tenants: Tenants, tmp_path: Path
 ) -> AsyncIterator[Mesh]:
     async with AsyncExitStack() as stack:
-        ports: dict[str, int] = {}
+        # Ports first: intake starts before the stages its Explain asks.
+        ports = {name: servers.free_port() for name, _, _ in SERVICES}
+        wired = wiring(ports, new_api_key())
         for name, module, settings_cls in SERVICES:
-            settings = make_settings(settings_cls, var_dir=tmp_path / name)
-            runtime = await stack.enter_async_context(running(module.create_runtime(settings)))
-            ports[name] = runtime.port
+            settings = make_settings(settings_cls, var_dir=tmp_path / name, **wired[name])
+            await stack.enter_async_context(running(module.create_runtime(settings)))
 
         async def stub(name: str, cls: Callable[[Any], T]) -> T:
             return cls(await stack.enter_async_context(channel_to(ports[name])))
@@ -137,6 +163,9 @@ async def mesh(
             profiles=await stub("profile", profile_pb2_grpc.ProfilesStub),
             inbox=await stub("inapp", inbox_pb2_grpc.InboxStub),
             email_var_dir=tmp_path / "email",
+            eligibility=await stub("eligibility", eligibility_pb2_grpc.EligibilityStub),
+            frequency=await stub("frequency", frequency_pb2_grpc.FrequencyStub),
+            scheduler=await stub("scheduler", scheduler_pb2_grpc.SchedulerStub),
         )
 
 

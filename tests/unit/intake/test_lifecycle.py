@@ -37,6 +37,7 @@ def fold(events: list[tuple[int, datetime]]) -> tuple[int, datetime]:
 def test_the_final_states_are_exactly_those_after_which_nothing_happens():
     assert {s for s in ALL_STATES if s in FINAL} == {
         S.DELIVERY_STATE_SUPPRESSED,
+        S.DELIVERY_STATE_CAPPED,
         S.DELIVERY_STATE_SENT,
         S.DELIVERY_STATE_FAILED,
         S.DELIVERY_STATE_DEAD,
@@ -47,7 +48,6 @@ def test_the_final_states_are_exactly_those_after_which_nothing_happens():
     assert set(OPEN_STATES) == {
         S.DELIVERY_STATE_UNSPECIFIED,
         S.DELIVERY_STATE_PENDING,
-        S.DELIVERY_STATE_CAPPED,
         S.DELIVERY_STATE_SCHEDULED,
     }
 
