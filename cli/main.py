@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import bench, inbox, keys, profiles, run, send, serve, status
+from cli.commands import bench, dlq, inbox, keys, profiles, run, send, serve, status, templates
 
 app = typer.Typer(
     help="sendmesh: run the dispatch mesh, send intents, follow them.",
@@ -20,3 +20,5 @@ app.command("inbox")(inbox.inbox)
 app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys")
 app.add_typer(profiles.app, name="profiles")
+app.add_typer(templates.app, name="templates")
+app.add_typer(dlq.app, name="dlq")

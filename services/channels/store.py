@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, Table, bindparam, case, select, tuple_
+from sqlalchemy import DateTime, Table, Update, bindparam, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
@@ -54,6 +54,9 @@ class Claim:
     tenant_id: str
     delivery_id: str
     intent_id: str
+    # Set when the delivery was replayed from dead letters: a record last
+    # written before then starts a fresh attempt budget.
+    replayed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -107,13 +110,20 @@ async def claim(
     """Mark deliveries `sending` with one more attempt; returns their attempt counts.
 
     A delivery already `sent` is left alone and missing from the answer: that
-    is the dedup. A `dead` one (replayed from dead letters) starts again at 1.
-    `claims` must not repeat a delivery (PostgreSQL refuses to update one row
-    twice in a statement).
+    is the dedup. A `dead` one (replayed from dead letters) starts again at 1,
+    and so does any other unsent one claimed for the first time since its
+    replay (`replayed_at` after the record's last write: it was dead-lettered
+    by the consumer, not by this worker's own last attempt). `claims` must not
+    repeat a delivery (PostgreSQL refuses to update one row twice in a statement).
     """
     if not claims:
         return {}
     table = _table(DeliveryRecord)
+    replays = [
+        {"b_tenant": c.tenant_id, "b_delivery": c.delivery_id, "b_replayed": c.replayed_at}
+        for c in claims
+        if c.replayed_at is not None
+    ]
     now = utcnow()
     rows = [
         {
@@ -129,6 +139,8 @@ async def claim(
         for c in claims
     ]
     async with write(engine) as conn:
+        if replays:
+            await conn.execute(_restart_replayed(table), replays)
         stmt = _insert(conn, table)
         upsert = stmt.on_conflict_do_update(
             index_elements=[table.c.tenant_id, table.c.delivery_id],
@@ -143,6 +155,19 @@ async def claim(
         ).returning(table.c.tenant_id, table.c.delivery_id, table.c.attempts)
         result = await conn.execute(upsert, rows)
         return {(r.tenant_id, r.delivery_id): r.attempts for r in result}
+
+
+def _restart_replayed(table: Table) -> Update:
+    """Attempts back to 0 (the claim makes it 1) for unsent records last
+    written before their replay; one statement, executed for many rows."""
+    return (
+        table.update()
+        .where(table.c.tenant_id == bindparam("b_tenant"))
+        .where(table.c.delivery_id == bindparam("b_delivery"))
+        .where(table.c.state != "sent")
+        .where(table.c.updated_at < bindparam("b_replayed", type_=table.c.updated_at.type))
+        .values(attempts=0)
+    )
 
 
 async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:

@@ -4,7 +4,10 @@ It checks basic auth, the path, the form and the To number the way the real
 one does (a bad number gets 400 code 21211, whose message quotes the number,
 so a test can prove we never repeat it), answers the same SID to a request
 whose I-Twilio-Idempotency-Token it has already accepted, and can be scripted
-to answer 429, bursts of 5xx, or to answer slowly. It records what it accepted.
+to answer 429, bursts of 5xx, or to answer slowly. It can also fail a seeded
+random share of requests (500/503/429), or every request until it recovers,
+switchable while it runs. It records what it accepted, how often it accepted
+each token, and every failure it answered.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import random
 import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +60,29 @@ class Scripted:
         return cls(status, error_body(status, 20500, "Service Unavailable"))
 
 
+@dataclass
+class FailureMode:
+    """Answer a share of requests with an error instead of accepting them."""
+
+    rate: float
+    rng: random.Random
+    statuses: tuple[int, ...] = (500, 503, 429)
+    retry_after: str = "1"
+    # At most this many failures per idempotency token (None: no bound), so a
+    # test can fail often and still know every message gets through in time.
+    max_per_token: int | None = None
+
+    def pick(self, failed_before: int) -> Scripted | None:
+        if self.max_per_token is not None and failed_before >= self.max_per_token:
+            return None
+        if self.rng.random() >= self.rate:
+            return None
+        status = self.rng.choice(self.statuses)
+        if status == 429:
+            return Scripted.rate_limited(self.retry_after)
+        return Scripted.unavailable(status)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A message the peer accepted (and would have sent)."""
@@ -77,6 +104,8 @@ class SmsPeer:
         self.path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.accepted: list[Accepted] = []
         self.requests = 0  # every request that reached the peer, answered or not
+        # time.monotonic() of each request's arrival: a rate limit test counts them.
+        self.arrivals: list[float] = []
         self.max_in_flight = 0
         self.latency_s = 0.0
         # Numbers that are well formed but the real API refuses: unassigned (21211)
@@ -84,6 +113,13 @@ class SmsPeer:
         self.invalid: set[str] = set()
         self.not_mobile: set[str] = set()
         self._script: deque[Scripted] = deque()
+        self._failing: FailureMode | None = None
+        # Errors answered, by status; and by idempotency token.
+        self.failures: Counter[int] = Counter()
+        self.failures_by_token: Counter[str] = Counter()
+        # Every 201 answered per token, a repeated token included: a count
+        # above 1 is a message the sender really sent twice.
+        self.accepts_by_token: Counter[str] = Counter()
         self._by_token: dict[str, Accepted] = {}
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -110,12 +146,41 @@ class SmsPeer:
         with self._lock:
             self._script.extend(answers)
 
+    def fail_randomly(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        statuses: tuple[int, ...] = (500, 503, 429),
+        retry_after: str = "1",
+        max_per_token: int | None = None,
+    ) -> None:
+        """From now on, answer a seeded random `rate` of requests with one of `statuses`."""
+        mode = FailureMode(rate, random.Random(seed), statuses, retry_after, max_per_token)
+        with self._lock:
+            self._failing = mode
+
+    def go_down(self, status: int = 503) -> None:
+        """From now on, answer every request with `status` (until `recover`)."""
+        self.fail_randomly(1.0, statuses=(status,))
+
+    def recover(self) -> None:
+        with self._lock:
+            self._failing = None
+
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        token = headers.get(TOKEN_HEADER.lower(), "")
         with self._lock:
             self.requests += 1
+            self.arrivals.append(time.monotonic())
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             scripted = self._script.popleft() if self._script else None
+            if scripted is None and self._failing is not None:
+                scripted = self._failing.pick(self.failures_by_token[token])
+                if scripted is not None:
+                    self.failures[scripted.status] += 1
+                    self.failures_by_token[token] += 1
         try:
             time.sleep(scripted.delay_s if scripted else self.latency_s)
             if scripted is not None:
@@ -150,6 +215,7 @@ class SmsPeer:
 
     def _accept(self, form: dict[str, str], token: str) -> dict[str, Any]:
         with self._lock:
+            self.accepts_by_token[token] += 1
             seen = self._by_token.get(token) if token else None
             if seen is None:
                 seen = Accepted("SM" + uuid.uuid4().hex, form, token)
