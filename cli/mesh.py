@@ -30,12 +30,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "intake", "accepts intents, stores them, reports status", ("events.intake",), ("plan",)
     ),
     ServiceSpec(
-        "profile", "resolves recipients, attaches profiles", ("plan",), ("eligibility", "events")
+        "profile",
+        "resolves recipients, attaches profiles; SMS keyword consent",
+        ("plan", "feedback.profile"),
+        ("eligibility", "events"),
     ),
     ServiceSpec(
         "eligibility",
         "consent, suppression, behaviour rules, quiet hours",
-        ("eligibility",),
+        ("eligibility", "feedback.eligibility"),
         ("frequency", "deferred", "events"),
     ),
     ServiceSpec(

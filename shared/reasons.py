@@ -19,6 +19,8 @@ DUPLICATE = "duplicate"
 PROVIDER_ERROR = "provider_error"
 MAX_ATTEMPTS = "max_attempts"
 UNDECODABLE = "undecodable"
+# A dead letter sent back through the pipeline by `sendmesh dlq replay`.
+REPLAYED = "replayed"
 TEMPLATE_NOT_FOUND = "template_not_found"
 WRONG_CHANNEL = "wrong_channel"
 
@@ -30,6 +32,9 @@ PROVIDER_REJECTED = "provider_rejected"  # any other permanent refusal (4xx, SMT
 SUBSCRIPTION_GONE = "subscription_gone"  # web push 404/410: the subscription is pruned
 ENDPOINT_FORBIDDEN = "endpoint_forbidden"  # push endpoint resolves to a private address
 RENDER_ERROR = "render_error"  # a template needs a variable it was not given
+# Carrier receipts (SMS status callbacks), reported after SENT.
+DELIVERED = "delivered"  # the carrier handed it to the handset
+UNDELIVERED = "undelivered"  # the carrier could not (failed, undelivered)
 
 # Decision stages (eligibility, frequency, scheduler).
 NO_CONSENT = "no_consent"
@@ -57,6 +62,7 @@ ALL = frozenset(
         PROVIDER_ERROR,
         MAX_ATTEMPTS,
         UNDECODABLE,
+        REPLAYED,
         TEMPLATE_NOT_FOUND,
         WRONG_CHANNEL,
         PROVIDER_UNAVAILABLE,
@@ -66,6 +72,8 @@ ALL = frozenset(
         SUBSCRIPTION_GONE,
         ENDPOINT_FORBIDDEN,
         RENDER_ERROR,
+        DELIVERED,
+        UNDELIVERED,
         NO_CONSENT,
         OPTED_OUT,
         SUPPRESSED,

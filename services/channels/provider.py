@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 Outcome = Literal["sent", "transient", "permanent"]
+# What a provider's answer says about the contact point itself; the worker
+# publishes it as Feedback (services/channels/feedback.py).
+Signal = Literal["hard_bounce", "complaint", "opt_out"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class SendResult:
     gone_endpoints: tuple[str, ...] = field(default=(), repr=False)
     # Provider facts worth reporting on the event (e.g. SMS segments), closed keys.
     facts: Mapping[str, str] = field(default_factory=dict)
+    # The answer says the contact point is gone for good (SMTP 5.1.x: a hard
+    # bounce): the worker reports it as feedback, and eligibility lists it.
+    signal: Signal | None = None
 
 
 def sent(delivery_id: str, provider_message_id: str = "") -> SendResult:

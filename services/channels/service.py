@@ -1,5 +1,6 @@
 """Wiring shared by the channel workers: a send consumer, a cancellation
-consumer, the provider named by settings, and the runtime around them.
+consumer, the provider named by settings (behind its rate limit), the
+provider's webhooks when the channel has any, and the runtime around them.
 """
 
 from __future__ import annotations
@@ -11,16 +12,26 @@ from sqlmodel import SQLModel
 from services.channels import registry, store
 from services.channels.cancellations import CancellationRecorder, OnErased, decode_control
 from services.channels.provider import Provider, close_provider
+from services.channels.ratelimit import bucket_for
 from services.channels.recheck import BehaviourRecheck
 from services.channels.registry import ProviderContext
 from services.channels.settings import ChannelSettings
+from services.channels.webhooks import HooksFactory, WebhookServer
 from services.channels.worker import ChannelWorker
+from services.email.webhook import EmailWebhook
+from services.sms.webhook import SmsWebhook
 from shared.bus import topology
 from shared.envelopes import decode_envelope
 from shared.runtime import Component, Context, Parts, ServiceRuntime
 
 # Adds a service's own API and components around the worker's consumers.
 Extend = Callable[[Context, list[Component]], Awaitable[Parts]]
+
+# The channels whose providers call back, served on SENDMESH_WEBHOOK_PORT.
+WEBHOOKS: dict[str, HooksFactory] = {
+    "email": EmailWebhook.from_context,
+    "sms": SmsWebhook.from_context,
+}
 
 
 class ProviderLifetime:
@@ -46,14 +57,23 @@ def worker_components(
     provider = factory(ProviderContext(settings, ctx.engine, ctx.bus))
     key = settings.internal_key.get_secret_value() if settings.internal_key else None
     recheck = BehaviourRecheck(settings.profile_address, key)
-    worker = ChannelWorker(ctx.bus, ctx.engine, provider, channel, settings.max_attempts, recheck)
+    bucket = bucket_for(settings.rate_per_s, settings.rate_burst)
+    worker = ChannelWorker(
+        ctx.bus, ctx.engine, provider, channel, settings.max_attempts, recheck, bucket
+    )
     cancellations = ctx.consumer(
         topology.control_stage(settings.service),
         decode_control,
         CancellationRecorder(ctx.engine, on_erased).handle,
     )
     sends = ctx.consumer(topology.send_stage(channel), decode_envelope, worker.handle)
-    return [ProviderLifetime(provider, recheck), cancellations, sends]
+    components: list[Component] = [ProviderLifetime(provider, recheck), cancellations, sends]
+    hooks = WEBHOOKS.get(channel)
+    if hooks is not None and settings.webhook_port:
+        # Last to start, first to stop: nothing it accepts outlives the bus.
+        server = WebhookServer(hooks(ctx, settings), settings.webhook_host, settings.webhook_port)
+        components.append(server)
+    return components
 
 
 async def _worker_only(_ctx: Context, components: list[Component]) -> Parts:

@@ -1,26 +1,31 @@
 """send.<channel> queue -> provider -> events (and delay or dead-letter queues).
 
 Per consumed batch: skip cancelled intents, skip deliveries already sent,
-claim the rest (one statement), send them in one provider call, record the
-outcomes (one statement), and report everything in one EventBatch.
+claim the rest (one statement), send them in one provider call (one per
+burst-sized slice under a rate limit), record the outcomes (one statement),
+and report everything in one EventBatch, with any provider feedback (hard
+bounces) as one FeedbackBatch in the same confirmed publish.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.bus.v1 import envelope_pb2, feedback_pb2
 from sendmesh.intent.v1 import intent_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.channels import store
+from services.channels import feedback, store
 from services.channels.outcomes import RECORD_STATE, Action, action_for
 from services.channels.prepare import prepare
 from services.channels.provider import OutgoingMessage, Provider, SendResult, transient
+from services.channels.ratelimit import TokenBucket, chunks
 from services.channels.recheck import BehaviourRecheck
-from shared import envelopes, metrics, reasons
+from shared import envelopes, metrics, reasons, tracing
 from shared.bus import topology
 from shared.bus.consumer import dead_letter, retry_later
 from shared.bus.publisher import Bus, Outbound, to_events, to_stage
@@ -60,6 +65,14 @@ class Report:
     )
     # Deliveries that will never be sent: frequency gives their cap slots back.
     released: list[envelope_pb2.DeliveryEvent] = field(default_factory=list)
+    # Hard bounces and the like: published with the events, before the ack.
+    feedback: list[feedback_pb2.Feedback] = field(default_factory=list)
+
+
+def replayed_at(delivery: Delivery) -> datetime | None:
+    """When the delivery was last replayed from dead letters, if it ever was."""
+    replays = [d.at for d in delivery.decisions if d.reason == reasons.REPLAYED]
+    return from_timestamp(replays[-1]) if replays else None
 
 
 class ChannelWorker:
@@ -71,8 +84,11 @@ class ChannelWorker:
         channel: str,
         max_attempts: int,
         recheck: BehaviourRecheck | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self.recheck = recheck
+        # The provider's rate limit; None: unlimited.
+        self.bucket = bucket
         self.bus = bus
         self.engine = engine
         self.provider = provider
@@ -93,6 +109,7 @@ class ChannelWorker:
         }
         await self._record(to_send, results, actions)
         await self._prune_gone(to_send, results)
+        self._collect_feedback(to_send, results, report)
         for item in to_send:
             self._report(item, results[item.key], actions[item.key], claimed[item.key], report)
         return self._outbound(report)
@@ -136,7 +153,9 @@ class ChannelWorker:
 
     async def _claim(self, items: list[Item], report: Report) -> dict[store.DeliveryKey, int]:
         """Attempt counts of the deliveries to send now; those already sent are skipped."""
-        claims = [store.Claim(*item.key, item.env.intent_id) for item in items]
+        claims = [
+            store.Claim(*item.key, item.env.intent_id, replayed_at(item.delivery)) for item in items
+        ]
         claimed = await store.claim(self.engine, claims, self.provider.name)
         for item in items:
             if item.key not in claimed:
@@ -169,7 +188,7 @@ class ChannelWorker:
                 results[item.key] = prepared
             else:
                 messages[prepared.delivery_id] = (item, prepared)
-        answers = await self._call_provider([m for _, m in messages.values()])
+        answers = await self._call_throttled([m for _, m in messages.values()])
         for delivery_id, (item, _) in messages.items():
             results[item.key] = answers.get(delivery_id) or transient(
                 delivery_id, reasons.PROVIDER_ERROR, f"{self.provider.name} gave no answer"
@@ -187,6 +206,34 @@ class ChannelWorker:
                 await self.recheck.prune_subscriptions(
                     item.env.tenant_id, item.delivery.user_id, gone
                 )
+
+    def _collect_feedback(
+        self, items: list[Item], results: dict[store.DeliveryKey, SendResult], report: Report
+    ) -> None:
+        """Answers that say the contact point is gone (a hard bounce) become
+        Feedback, published in this batch's confirmed output."""
+        now = utcnow()
+        for item in items:
+            found = feedback.from_result(
+                item.env, item.delivery, self.channel, results[item.key], self.provider.name, now
+            )
+            if found is not None:
+                report.feedback.append(found)
+
+    async def _call_throttled(self, messages: Sequence[OutgoingMessage]) -> dict[str, SendResult]:
+        """The provider called in slices of at most `burst` messages, each
+        after the rate limit allows it. Waiting here is pacing, not a retry:
+        keep SENDMESH_BATCH_SIZE near what the rate sends in a few seconds."""
+        if self.bucket is None or not messages:
+            return await self._call_provider(messages)
+        answers: dict[str, SendResult] = {}
+        for part in chunks(messages, self.bucket.burst):
+            wait = self.bucket.take(len(part))
+            if wait > 0:
+                metrics.PROVIDER_THROTTLED.labels(self.channel, self.provider.name).inc(wait)
+                await asyncio.sleep(wait)
+            answers.update(await self._call_provider(part))
+        return answers
 
     async def _record(
         self,
@@ -206,23 +253,29 @@ class ChannelWorker:
         if not messages:
             return {}
         timer = metrics.PROVIDER_CALL.labels(self.channel, self.provider.name).time()
-        try:
-            with timer:
-                answers = await self.provider.send(messages)
-        except TransientError as err:  # the whole call failed, e.g. the vendor is down
-            return {
-                m.delivery_id: transient(m.delivery_id, err.reason, err.detail, err.retry_after_s)
-                for m in messages
-            }
-        except PermanentError as err:
-            return {
-                m.delivery_id: SendResult(m.delivery_id, "permanent", err.reason, err.detail)
-                for m in messages
-            }
-        for answer in answers:
-            if answer.outcome != "sent":
+        with tracing.provider_call(self.channel, self.provider.name, len(messages)) as span:
+            try:
+                with timer:
+                    answers = await self.provider.send(messages)
+            except TransientError as err:  # the whole call failed, e.g. the vendor is down
+                tracing.call_outcome(span, "transient", len(messages), err.reason)
+                return {
+                    m.delivery_id: transient(
+                        m.delivery_id, err.reason, err.detail, err.retry_after_s
+                    )
+                    for m in messages
+                }
+            except PermanentError as err:
+                tracing.call_outcome(span, "permanent", len(messages), err.reason)
+                return {
+                    m.delivery_id: SendResult(m.delivery_id, "permanent", err.reason, err.detail)
+                    for m in messages
+                }
+            not_sent = [answer for answer in answers if answer.outcome != "sent"]
+            for answer in not_sent:
                 reason = answer.reason if answer.reason in reasons.ALL else "other"
                 metrics.PROVIDER_ERRORS.labels(self.channel, self.provider.name, reason).inc()
+            tracing.call_outcome(span, "partial" if not_sent else "sent", len(not_sent))
         return {answer.delivery_id: answer for answer in answers}
 
     def _report(
@@ -238,7 +291,8 @@ class ChannelWorker:
         elif action == "retry":
             report.retries[(id(item.env), attempts)].append((item, result))
         else:
-            detail = f"{result.reason}: {result.detail}" if result.detail else result.reason
+            why = f"{result.reason}: {result.detail}" if result.detail else result.reason
+            detail = f"after {attempts} attempts, {why}"
             self._event(item, State.DELIVERY_STATE_DEAD, reasons.MAX_ATTEMPTS, report, detail)
             report.released.append(report.events[-1])
             report.dead[id(item.env)].append((item, result, attempts))
@@ -260,6 +314,8 @@ class ChannelWorker:
         if report.released:
             batch = envelopes.event_batch(report.released)
             outs.append(to_stage(self.bus.topology, topology.RELEASE, batch))
+        if report.feedback:
+            outs.append(feedback.to_bus(self.bus.topology, report.feedback))
         return outs
 
     def _retry(self, group: list[tuple[Item, SendResult]], attempts: int) -> Outbound:
@@ -292,5 +348,17 @@ class ChannelWorker:
     def _observe_latency(self, item: Item) -> None:
         if item.env.HasField("accepted_at"):
             accepted = from_timestamp(item.env.accepted_at)
-            elapsed = (utcnow() - accepted).total_seconds()
-            metrics.END_TO_END.labels(self.channel).observe(max(elapsed, 0.0))
+            metrics.observe_sent(self.channel, accepted, due_at(item.delivery), utcnow())
+
+
+def due_at(delivery: Delivery) -> datetime | None:
+    """When the delivery was due after the deferrals it waited out (quiet
+    hours, send_at, a cap window: the scheduler releases it then); None if it
+    was never deferred."""
+    scheduled = State.DELIVERY_STATE_SCHEDULED
+    times = [
+        from_timestamp(d.not_before)
+        for d in delivery.decisions
+        if d.state == scheduled and d.HasField("not_before")
+    ]
+    return max(times, default=None)

@@ -6,6 +6,7 @@ from sendmesh.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
 
 from services.eligibility import store
 from services.eligibility.consumer import EligibilityConsumer
+from services.eligibility.feedback import FeedbackConsumer, decode_feedback
 from services.eligibility.server import EligibilityServicer
 from services.eligibility.settings import DEV_SUPPRESSION_HASH_KEY, EligibilitySettings
 from shared.bus import topology
@@ -24,12 +25,18 @@ def create_runtime(settings: EligibilitySettings) -> ServiceRuntime:
             log.warning("suppression_hash_key_is_the_dev_default")
         stage = EligibilityConsumer(ctx.bus, ctx.engine, settings)
         consumer = ctx.consumer(topology.ELIGIBILITY, decode_envelope, stage.handle)
+        # Bounces, complaints and SMS STOP/START onto the suppression list.
+        feedback = ctx.consumer(
+            topology.feedback_stage(topology.ELIGIBILITY),
+            decode_feedback,
+            FeedbackConsumer(ctx.engine, settings).handle,
+        )
         servicer = (
             eligibility_pb2_grpc.add_EligibilityServicer_to_server,
             EligibilityServicer(ctx.engine, settings),
             SERVICE,
         )
-        return Parts(servicers=[servicer], components=[consumer])
+        return Parts(servicers=[servicer], components=[consumer, feedback])
 
     return ServiceRuntime(settings, build, tables=store.TABLES)
 

@@ -82,9 +82,14 @@ async def add_suppressions(engine: AsyncEngine, tenant_id: str, entries: Sequenc
 
 
 async def remove_suppressions(
-    engine: AsyncEngine, tenant_id: str, keys: Collection[tuple[int, str]]
+    engine: AsyncEngine,
+    tenant_id: str,
+    keys: Collection[tuple[int, str]],
+    reason: int | None = None,
 ) -> int:
-    """Remove the (channel, contact hash) entries of the tenant's list; returns how many."""
+    """Remove the (channel, contact hash) entries of the tenant's list, only
+    those listed for `reason` if one is given (START lifts a STOP, never a
+    hard bounce); returns how many."""
     if not keys:
         return 0
     table = table_of(SuppressionRow)
@@ -92,6 +97,8 @@ async def remove_suppressions(
         table.c.tenant_id == tenant_id,
         tuple_(table.c.channel, table.c.contact_hash).in_(list(keys)),
     )
+    if reason is not None:
+        stmt = stmt.where(table.c.reason == reason)
     async with write(engine) as conn:
         result = await conn.execute(stmt)
     return int(result.rowcount)

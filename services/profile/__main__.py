@@ -6,7 +6,9 @@ from sendmesh.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from services.profile.consent_store import ConsentStore
 from services.profile.consumer import PlanConsumer
+from services.profile.contact_store import ContactStore
 from services.profile.event_store import EventStore
+from services.profile.feedback import FeedbackConsumer, decode_feedback
 from services.profile.resolver import AudienceResolver
 from services.profile.server import ProfileServicer, Stores
 from services.profile.settings import ProfileSettings
@@ -28,12 +30,17 @@ def create_runtime(settings: ProfileSettings) -> ServiceRuntime:
         stores = Stores(profiles, ConsentStore(ctx.engine), events, topics, resolver)
         stage = PlanConsumer(ctx.bus, profiles, events, resolver, settings.envelope_deliveries)
         consumer = ctx.consumer(topology.PLAN, decode_envelope, stage.handle)
+        # SMS STOP/START into the consent history of the number's owners.
+        keywords = FeedbackConsumer(ContactStore(ctx.engine))
+        feedback = ctx.consumer(
+            topology.feedback_stage("profile"), decode_feedback, keywords.handle
+        )
         servicer = (
             profile_pb2_grpc.add_ProfilesServicer_to_server,
             ProfileServicer(stores, ctx.bus),
             SERVICE,
         )
-        return Parts(servicers=[servicer], components=[consumer])
+        return Parts(servicers=[servicer], components=[consumer, keywords, feedback])
 
     return ServiceRuntime(settings, build, tables=TABLES)
 

@@ -70,6 +70,14 @@ class SmsSettings(ChannelSettings):
             raise ValueError(f"required when SENDMESH_PROVIDER={TWILIO}")
         return value
 
+    @field_validator("sms_auth_token")
+    @classmethod
+    def _required_by_webhooks(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # Webhooks are verified with it: without it every one would be refused.
+        if info.data.get("webhook_port") and not value.get_secret_value():
+            raise ValueError("required when SENDMESH_WEBHOOK_PORT is set (it signs the webhooks)")
+        return value
+
     @field_validator("sms_messaging_service_sid")
     @classmethod
     def _one_sender(cls, value: str, info: ValidationInfo) -> str:

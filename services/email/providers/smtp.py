@@ -11,7 +11,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import aiosmtplib
@@ -32,6 +32,8 @@ from shared.settings import SettingsError
 
 # Replies to RCPT that say the mailbox does not exist or cannot be named so.
 RECIPIENT_UNKNOWN = frozenset({550, 551, 553})
+# RFC 3463 addressing statuses about the sender's own address.
+SENDER_STATUSES = frozenset({"5.1.7", "5.1.8"})
 # Only the RFC 3463 status is kept from a reply: its text may quote the address.
 ENHANCED_STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 # The session is gone: no further message can be answered on it.
@@ -169,12 +171,23 @@ def reply_result(delivery_id: str, code: int, text: str, stage: str) -> SendResu
     """A server's refusal of one message as an outcome; the detail never quotes its text."""
     status = ENHANCED_STATUS.match(text)
     detail = f"smtp {code}{' ' + status.group(1) if status else ''} at {stage}"
+    if 500 <= code < 600 and stage == "rcpt" and status and is_hard_bounce(status.group(1)):
+        # The address itself is gone: the worker reports it, eligibility lists it.
+        return replace(
+            permanent(delivery_id, reasons.INVALID_CONTACT, detail), signal="hard_bounce"
+        )
     if 500 <= code < 600 and stage == "rcpt" and code in RECIPIENT_UNKNOWN:
         return permanent(delivery_id, reasons.INVALID_CONTACT, detail)
     if 500 <= code < 600:
         return permanent(delivery_id, reasons.PROVIDER_REJECTED, detail)
     # 4xx, or a reply SMTP does not define: may pass on a later try.
     return transient(delivery_id, reasons.PROVIDER_UNAVAILABLE, detail)
+
+
+def is_hard_bounce(status: str) -> bool:
+    """RFC 3463 5.1.x: the destination address is bad (no such mailbox, no such
+    domain, bad syntax, moved). 5.1.7/5.1.8 are about our sender, not them."""
+    return status.startswith("5.1.") and status not in SENDER_STATUSES
 
 
 def describe(err: BaseException) -> str:
