@@ -48,7 +48,17 @@ def bench_mesh(amqp_url: str) -> Iterator[tuple[Target, Launcher]]:
             f"starting a mesh for the bench (namespace {cfg.namespace}, intake {cfg.address('intake')})"
         )
         launcher.start()
-        yield Target(cfg.address("intake"), amqp_url, cfg.namespace, key), launcher
+        pids = {child.name: child.process.pid for child in launcher.children}
+        target = Target(
+            cfg.address("intake"),
+            amqp_url,
+            cfg.namespace,
+            key,
+            profile=cfg.address("profile"),
+            frequency=cfg.address("frequency"),
+            pids=pids,
+        )
+        yield target, launcher
         clean = True
     finally:
         codes = launcher.stop()

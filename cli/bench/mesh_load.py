@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -16,6 +17,7 @@ from cli.client import Metadata
 from cli.intents import ChannelName, SendOptions, build_send_intent
 
 SUBMIT_TIMEOUT_S = 30.0
+RequestFor = Callable[[str], intake_pb2.SubmitRequest]
 
 
 @dataclass
@@ -67,13 +69,18 @@ class MeshLoad:
         self._metadata = metadata
         self._watcher = watcher
         # Distinct users across phases and runs, so no cap or dedup kicks in.
-        self._run = uuid.uuid4().hex[:8]
+        self.run_id = uuid.uuid4().hex[:8]
 
-    async def submit(self, user_id: str, into: Submissions) -> None:
+    async def submit(
+        self, user_id: str, into: Submissions, request_for: RequestFor = bench_request
+    ) -> None:
+        await self.submit_request(request_for(user_id), into)
+
+    async def submit_request(self, request: intake_pb2.SubmitRequest, into: Submissions) -> None:
         started = time.time()
         try:
             reply = await self._stub.Submit(
-                bench_request(user_id), metadata=self._metadata, timeout=SUBMIT_TIMEOUT_S
+                request, metadata=self._metadata, timeout=SUBMIT_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as err:
             into.failed += 1
@@ -82,14 +89,22 @@ class MeshLoad:
         into.started_at[reply.intent_id] = started
 
     async def submit_closed_loop(
-        self, phase: str, n: int, concurrency: int, subs: Submissions
+        self,
+        phase: str,
+        n: int,
+        concurrency: int,
+        subs: Submissions,
+        recipient: Callable[[int], str] | None = None,
+        request_for: RequestFor = bench_request,
     ) -> None:
-        """n submits, `concurrency` in flight at a time."""
+        """n submits, `concurrency` in flight at a time; the i-th to `recipient(i)`
+        (default: a user of its own)."""
         next_index = iter(range(n))
+        user = recipient or (lambda i: f"{phase}-{self.run_id}-{i}")
 
         async def worker() -> None:
             for i in next_index:
-                await self.submit(f"{phase}-{self._run}-{i}", subs)
+                await self.submit(user(i), subs, request_for)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, n))))
 
@@ -131,7 +146,7 @@ class MeshLoad:
             delay = t0 + offset - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.submit(f"lat-{self._run}-{i}", subs)))
+            tasks.append(asyncio.create_task(self.submit(f"lat-{self.run_id}-{i}", subs)))
         await asyncio.gather(*tasks)
         sent = await self.wait_sent(subs, timeout_s)
         latencies_ms = [

@@ -9,7 +9,22 @@ from typing import Any
 from rich.table import Table
 
 from cli.bench.baseline import BaselineResult
+from cli.bench.decisions import DecisionsResult
+from cli.bench.fanout import FanoutResult
 from cli.bench.mesh_load import LatencyResult, ThroughputResult
+from cli.bench.procs import ProcessFigure
+
+# The issue's bound for every service while the fan-out runs.
+RSS_TARGET_MB = 250
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the figures were taken: other work on the machine moves them."""
+
+    cores: int
+    # 1, 5 and 15 minute load averages when the bench ended.
+    load_average: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -17,22 +32,40 @@ class BenchReport:
     n: int
     concurrency: int
     prefetch: int
-    throughput: ThroughputResult
-    latency: LatencyResult | None
-    baseline: BaselineResult | None
+    throughput: ThroughputResult | None = None
+    latency: LatencyResult | None = None
+    baseline: BaselineResult | None = None
     latency_floor: LatencyResult | None = None
+    decisions: DecisionsResult | None = None
+    fanout: FanoutResult | None = None
+    machine: Machine | None = None
 
     @property
     def ratio(self) -> float:
         """Mesh intents/s over baseline msgs/s: the share of the bare hops' speed kept."""
-        if self.baseline is None or not self.baseline.msgs_per_s:
-            return math.nan
-        return self.throughput.intents_per_s / self.baseline.msgs_per_s
+        return _over_baseline(self.throughput.intents_per_s if self.throughput else math.nan, self)
+
+    @property
+    def decisions_ratio(self) -> float:
+        """The same share with profile lookups, rules and caps active."""
+        return _over_baseline(self.decisions.intents_per_s if self.decisions else math.nan, self)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["mesh_to_baseline_ratio"] = self.ratio
+        data["decisions_to_baseline_ratio"] = self.decisions_ratio
         return _without_nan(data)
+
+
+def _over_baseline(rate: float, r: BenchReport) -> float:
+    if r.baseline is None or not r.baseline.msgs_per_s:
+        return math.nan
+    return rate / r.baseline.msgs_per_s
+
+
+def cpu_per_delivery_us(fig: ProcessFigure, delivered: int) -> float:
+    """The service's CPU time over the fan-out, per delivery, in microseconds."""
+    return fig.cpu_s * 1e6 / delivered if delivered else math.nan
 
 
 def _without_nan(value: Any) -> Any:
@@ -41,6 +74,8 @@ def _without_nan(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
     return value
 
 
@@ -65,15 +100,13 @@ def report_table(r: BenchReport) -> Table:
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("notes")
-    t = r.throughput
-    table.add_row(
-        "mesh throughput",
-        f"{_fmt(t.intents_per_s)} intents/s",
-        f"{t.sent}/{t.submitted} sent in {_fmt(t.seconds, 2)} s, {t.failed} submit errors",
-    )
+    if r.throughput is not None:
+        _single_rows(table, r.throughput)
     for label, result in (("at half that rate", r.latency), ("floor", r.latency_floor)):
         if result is not None:
             _latency_rows(table, label, result)
+    if r.decisions is not None:
+        _decision_rows(table, r.decisions)
     if r.baseline is not None:
         b = r.baseline
         table.add_row(
@@ -81,5 +114,68 @@ def report_table(r: BenchReport) -> Table:
             f"{_fmt(b.msgs_per_s)} msgs/s",
             f"{b.received}/{b.published} through 4 queue hops in {_fmt(b.seconds, 2)} s",
         )
-        table.add_row("mesh / baseline", _fmt(r.ratio, 3), "")
+        if r.throughput is not None:
+            table.add_row("mesh / baseline", _fmt(r.ratio, 3), "single intents")
+        if r.decisions is not None:
+            table.add_row("decisions / baseline", _fmt(r.decisions_ratio, 3), "target >= 0.5")
+    if r.fanout is not None:
+        _fanout_rows(table, r.fanout)
+    if r.machine is not None:
+        m = r.machine
+        loads = " / ".join(f"{x:.2f}" for x in m.load_average)
+        table.add_row("machine load", loads, f"{m.cores} cores; 1/5/15 min averages at the end")
     return table
+
+
+def _single_rows(table: Table, t: ThroughputResult) -> None:
+    table.add_row(
+        "mesh throughput",
+        f"{_fmt(t.intents_per_s)} intents/s",
+        f"{t.sent}/{t.submitted} sent in {_fmt(t.seconds, 2)} s, {t.failed} submit errors",
+    )
+
+
+def _decision_rows(table: Table, d: DecisionsResult) -> None:
+    outcomes = (
+        f"sent {d.sent} + suppressed {d.suppressed} + capped {d.capped} + other {d.other}"
+        f" + undecided {d.undecided} = {d.submitted} submitted"
+    )
+    table.add_row(
+        "decisions throughput",
+        f"{_fmt(d.intents_per_s)} intents/s",
+        f"{d.submitted} marketing intents to {d.profiles:,} profiles (consent, exclude_if,"
+        f" cap) in {_fmt(d.seconds, 2)} s, {d.failed} submit errors",
+    )
+    table.add_row("decisions outcomes", str(d.submitted), outcomes)
+    lat = d.latencies
+    table.add_row("decisions submit -> sent p50", f"{_fmt(lat.p50_ms)} ms", "under that load")
+    table.add_row("decisions submit -> sent p99", f"{_fmt(lat.p99_ms)} ms", "")
+
+
+def _fanout_rows(table: Table, f: FanoutResult) -> None:
+    table.add_row(
+        "fan-out in-app deliveries",
+        f"{_fmt(f.deliveries_per_s)} /s",
+        f"{f.delivered:,}/{f.members:,} delivered, first -> last SENT in {_fmt(f.seconds, 2)} s;"
+        f" target >= 5,000/s",
+    )
+    table.add_row(
+        "fan-out submit -> last SENT",
+        f"{_fmt(f.end_to_end_s, 2)} s",
+        f"first SENT after {_fmt(f.first_sent_after_s, 2)} s;"
+        f" members loaded in {_fmt(f.seed_seconds, 1)} s",
+    )
+    for fig in f.processes:
+        flag = "" if fig.peak_mb < RSS_TARGET_MB else f"; over {RSS_TARGET_MB} MB"
+        table.add_row(
+            f"{fig.service}: RSS peak, CPU",
+            f"{_fmt(fig.peak_mb)} MB, {_fmt(fig.cpu_s, 1)} s",
+            f"{_fmt(fig.start_mb)} MB at the submit{flag};"
+            f" {_fmt(cpu_per_delivery_us(fig, f.delivered), 0)} µs CPU a delivery",
+        )
+    if f.processes:
+        total = sum(fig.cpu_s for fig in f.processes)
+        per = total * 1e6 / f.delivered if f.delivered else math.nan
+        table.add_row("all services: CPU", f"{_fmt(total, 1)} s", f"{_fmt(per, 0)} µs a delivery")
+    else:
+        table.add_row("RSS, CPU", "-", "not measured: the bench did not start this mesh")

@@ -1,24 +1,46 @@
-"""The bench's phases in order, with progress bars: warm-up, throughput, latency, baseline."""
+"""The bench's phases in order, with progress bars: warm-up; single intents
+(throughput, latency, floor); decisions; the bare relay baseline; fan-out."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import grpc
 from rich.progress import Progress, TaskID
 
+from cli.bench import decisions, fanout
 from cli.bench.baseline import Baseline, BaselineResult
+from cli.bench.decisions import DecisionsResult
+from cli.bench.fanout import FanoutResult, FanoutRun
 from cli.bench.mesh_load import LatencyResult, MeshLoad, Submissions, ThroughputResult
-from cli.bench.report import BenchReport
+from cli.bench.report import BenchReport, Machine
+from cli.bench.seed import Seeder
 from cli.bench.sent import SentWatcher
 from cli.bench.stats import latency_count
 from cli.client import auth_metadata
 
 T = TypeVar("T")
+
+
+class Phase(StrEnum):
+    single = "single"
+    decisions = "decisions"
+    fanout = "fanout"
+    all = "all"
+
+
+ALL_PHASES = frozenset({Phase.single, Phase.decisions, Phase.fanout})
+
+
+def phases_of(chosen: Sequence[Phase]) -> frozenset[Phase]:
+    """The phases to run; `all` stands for every one."""
+    return ALL_PHASES if not chosen or Phase.all in chosen else frozenset(chosen)
 
 
 class BenchError(Exception):
@@ -33,6 +55,11 @@ class Target:
     amqp_url: str
     namespace: str
     api_key: str
+    # Where the decision and fan-out phases load their data.
+    profile: str = ""
+    frequency: str = ""
+    # Service -> pid, for memory figures; empty for a mesh the bench did not start.
+    pids: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,30 @@ class BenchPlan:
     # The floor: latency at a rate far below capacity, where nothing queues.
     floor_rate: float = 20.0
     floor_n: int = 200
+    phases: frozenset[Phase] = ALL_PHASES
+    # The decisions phase: profiles loaded; it submits n intents to them.
+    profiles: int = 10_000
+    # The fan-out phase: members of the topic.
+    fanout_members: int = 100_000
+
+
+def machine() -> Machine | None:
+    """Cores and load averages now; None where the system has no load average."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return None
+    return Machine(os.cpu_count() or 0, (one, five, fifteen))
+
+
+async def _loading(phase: str, work: Coroutine[Any, Any, T]) -> T:
+    """`work`, with a refused or failed load call said in one line."""
+    try:
+        return await work
+    except grpc.aio.AioRpcError as err:
+        raise BenchError(
+            f"{phase}: loading data failed: {err.code().name}: {err.details()}"
+        ) from None
 
 
 class Bars:
@@ -108,21 +159,78 @@ class BenchRun:
         self.bars.track(f"{label}: sent", total, lambda: self.watcher.count_sent(subs.started_at))
 
     async def run(self) -> BenchReport:
+        p, report = self.plan, BenchReport(self.plan.n, self.plan.concurrency, self.plan.prefetch)
         await self.watcher.start()
         try:
             async with grpc.aio.insecure_channel(self.target.intake) as channel:
                 load = MeshLoad(channel, auth_metadata(self.target.api_key), self.watcher)
                 await self._warm_up(load)
-                throughput = await self._throughput(load)
-                latency = await self._latency(load, throughput.intents_per_s / 2, self.plan.n)
-                floor = await self._latency(load, self.plan.floor_rate, self.plan.floor_n)
+                if Phase.single in p.phases:
+                    report = await self._single(load, report)
+                if Phase.decisions in p.phases:
+                    report = replace(report, decisions=await self._decisions(load))
+                if p.baseline and p.phases & {Phase.single, Phase.decisions}:
+                    # Before the fan-out, which leaves intake busy for a while.
+                    report = replace(report, baseline=await self._baseline())
+                if Phase.fanout in p.phases:
+                    report = replace(report, fanout=await self._fanout(load))
         finally:
             await self.watcher.stop()
-        baseline = await self._baseline() if self.plan.baseline else None
+        return replace(report, machine=machine())
+
+    async def _single(self, load: MeshLoad, report: BenchReport) -> BenchReport:
+        throughput = await self._throughput(load)
+        latency = await self._latency(load, throughput.intents_per_s / 2, self.plan.n)
+        floor = await self._latency(load, self.plan.floor_rate, self.plan.floor_n)
+        return replace(report, throughput=throughput, latency=latency, latency_floor=floor)
+
+    def _seeder(self, profile: grpc.aio.Channel, frequency: grpc.aio.Channel) -> Seeder:
+        return Seeder(profile, frequency, auth_metadata(self.target.api_key))
+
+    async def _decisions(self, load: MeshLoad) -> DecisionsResult:
         p = self.plan
-        return BenchReport(
-            p.n, p.concurrency, p.prefetch, throughput, latency, baseline, latency_floor=floor
+        users = decisions.user_ids(load.run_id, p.profiles)
+        async with (
+            grpc.aio.insecure_channel(self.target.profile) as profile,
+            grpc.aio.insecure_channel(self.target.frequency) as frequency,
+        ):
+            seeder = self._seeder(profile, frequency)
+            expected = p.profiles + len(decisions.purchases(users))
+            self.bars.track("decisions: profiles and events loaded", expected, lambda: seeder.done)
+            await ticking(_loading("decisions", decisions.seed(seeder, users)), self._tick)
+            self.bars.finish()
+        subs = Submissions()
+        self.bars.track("decisions: submitted", p.n, lambda: subs.done)
+        self.bars.track(
+            "decisions: decided", p.n, lambda: self.watcher.count_ended(subs.started_at)
         )
+        work = decisions.measure(load, self.watcher, users, p.n, p.concurrency, p.timeout_s, subs)
+        result = await ticking(work, self._tick)
+        self.bars.finish()
+        if result.sent == 0:
+            raise BenchError(f"decisions: nothing was sent ({subs.first_error or 'timed out'})")
+        return result
+
+    async def _fanout(self, load: MeshLoad) -> FanoutResult:
+        p = self.plan
+        members = fanout.member_ids(load.run_id, p.fanout_members)
+        async with (
+            grpc.aio.insecure_channel(self.target.profile) as profile,
+            grpc.aio.insecure_channel(self.target.frequency) as frequency,
+        ):
+            seeder = self._seeder(profile, frequency)
+            # Each member is written twice: the profile, then the membership.
+            self.bars.track("fan-out: members loaded", 2 * len(members), lambda: seeder.done)
+            seeding = _loading("fan-out", fanout.seed(seeder, members))
+            seed_seconds = await ticking(seeding, self._tick)
+            self.bars.finish()
+        run = FanoutRun(load, self.watcher, self.target.pids)
+        self.bars.track("fan-out: delivered in-app", len(members), run.delivered)
+        result = await ticking(run.measure(len(members), seed_seconds, p.timeout_s), self._tick)
+        self.bars.finish()
+        if result.delivered == 0:
+            raise BenchError("fan-out: nothing was delivered")
+        return result
 
     async def _warm_up(self, load: MeshLoad) -> None:
         subs = Submissions()

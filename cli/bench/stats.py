@@ -63,3 +63,13 @@ def open_loop_offsets(count: int, rate_per_s: float) -> list[float]:
 def latency_count(n: int, rate_per_s: float, max_seconds: float, minimum: int = 50) -> int:
     """How many sends the latency phase makes: n, or fewer to stay within max_seconds."""
     return max(min(n, int(rate_per_s * max_seconds)), min(n, minimum))
+
+
+def span_rate(count: int, first: float, last: float) -> float:
+    """Events per second between the first and the last of `count` events.
+
+    `count` events mark `count - 1` intervals; fewer than two have no rate.
+    """
+    if count < 2 or last <= first:
+        return math.nan
+    return (count - 1) / (last - first)

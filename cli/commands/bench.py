@@ -1,4 +1,5 @@
-"""`sendmesh bench`: throughput and latency of the mesh, against a bare relay."""
+"""`sendmesh bench`: throughput and latency of the mesh against a bare relay,
+with decisions active, and a large fan-out."""
 
 from __future__ import annotations
 
@@ -12,18 +13,27 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.bench.fanout import FanoutError
 from cli.bench.mesh_for_bench import bench_mesh
 from cli.bench.report import BenchReport, report_table
-from cli.bench.runner import Bars, BenchError, BenchPlan, BenchRun, Target
+from cli.bench.runner import Bars, BenchError, BenchPlan, BenchRun, Phase, Target, phases_of
 from cli.client import NoApiKey, resolve_api_key
 from cli.console import emit_json, err, fail, out
 from cli.launcher import MeshError
-from cli.mesh import DEFAULT_AMQP_URL, DEFAULT_NAMESPACE
+from cli.mesh import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_BASE_PORT,
+    DEFAULT_HOST,
+    DEFAULT_NAMESPACE,
+    SERVICE_NAMES,
+)
 from cli.options import DEFAULT_INTAKE, DEFAULT_VAR_DIR, ApiKey, IntakeAddr, JsonOut, VarDir
 from shared.settings import ServiceSettings
 
 # The bare relay uses the prefetch the mesh's consumers use.
 MESH_PREFETCH: int = ServiceSettings.model_fields["prefetch"].default
+DEFAULT_PROFILE = f"{DEFAULT_HOST}:{DEFAULT_BASE_PORT + SERVICE_NAMES.index('profile')}"
+DEFAULT_FREQUENCY = f"{DEFAULT_HOST}:{DEFAULT_BASE_PORT + SERVICE_NAMES.index('frequency')}"
 
 
 def bench(
@@ -43,27 +53,59 @@ def bench(
     latency_seconds: Annotated[
         float, typer.Option(help="Upper bound of the latency phase.")
     ] = 30.0,
+    phase: Annotated[
+        list[Phase] | None,
+        typer.Option(
+            "--phase",
+            help="single: bare intents; decisions: rules and caps on; fanout: one intent"
+            " to a topic. Repeat to pick several.",
+        ),
+    ] = None,
+    profiles: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Profiles of the decisions phase.")
+    ] = 10_000,
+    fanout_members: Annotated[
+        int, typer.Option(min=2, max=1_000_000, help="Topic members of the fan-out phase.")
+    ] = 100_000,
     json_out: JsonOut = False,
     amqp_url: Annotated[str, typer.Option(help="RabbitMQ URL.")] = DEFAULT_AMQP_URL,
     namespace: Annotated[str, typer.Option(help="With --no-start-mesh: the mesh's namespace.")] = (
         DEFAULT_NAMESPACE
     ),
     intake: IntakeAddr = DEFAULT_INTAKE,
+    profile: Annotated[
+        str, typer.Option("--profile", help="With --no-start-mesh: profile gRPC address.")
+    ] = DEFAULT_PROFILE,
+    frequency: Annotated[
+        str, typer.Option("--frequency", help="With --no-start-mesh: frequency gRPC address.")
+    ] = DEFAULT_FREQUENCY,
     api_key: ApiKey = None,
     var_dir: VarDir = DEFAULT_VAR_DIR,
 ) -> None:
-    """Measure intents/s and submit->sent latency; compare with bare aio-pika hops."""
+    """Measure intents/s and submit->sent latency, with rules and caps, and a
+    fan-out's deliveries/s and memory; compare with bare aio-pika hops."""
     # SIGTERM unwinds like Ctrl-C, so the bench's own mesh and queues are removed.
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    plan = BenchPlan(n, concurrency, MESH_PREFETCH, timeout, latency_seconds, baseline=baseline)
+    plan = BenchPlan(
+        n,
+        concurrency,
+        MESH_PREFETCH,
+        timeout,
+        latency_seconds,
+        baseline=baseline,
+        phases=phases_of(phase or []),
+        profiles=profiles,
+        fanout_members=fanout_members,
+    )
     try:
         if start_mesh:
             with bench_mesh(amqp_url) as (target, launcher):
                 report = run_with_progress(target, plan, launcher.check_alive)
         else:
-            target = Target(intake, amqp_url, namespace, existing_key(api_key, var_dir))
+            key = existing_key(api_key, var_dir)
+            target = Target(intake, amqp_url, namespace, key, profile, frequency)
             report = run_with_progress(target, plan, lambda: None)
-    except (MeshError, BenchError) as why:
+    except (MeshError, BenchError, FanoutError) as why:
         fail(str(why))
     show(report, json_out)
 

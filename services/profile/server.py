@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeAlias
 
 import grpc
@@ -28,6 +29,7 @@ from shared.grpc.status import Violations
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 MAX_EVENTS = 1000
+MAX_PROFILES = 1000
 MAX_MEMBERS = 10_000
 MAX_CHECKS = 1000
 MAX_ENDPOINTS = 100
@@ -72,6 +74,19 @@ def stamped(event: pb.BehaviourEvent) -> pb.BehaviourEvent:
     return copy
 
 
+def bulk_problems(profiles: Iterable[pb.Profile], now: datetime) -> Iterator[tuple[str, str]]:
+    """UpsertProfile's and SetConsent's rules per item, and no user id twice."""
+    first: dict[str, int] = {}
+    for i, p in enumerate(profiles):
+        for name, problem in validation.profile(p):
+            yield f"profiles[{i}]{name.removeprefix('profile')}", problem
+        for j, c in enumerate(p.consents):
+            yield from validation.consent(f"profiles[{i}].consents[{j}]", c, now)
+        if p.user_id in first:
+            yield f"profiles[{i}].user_id", f"repeats profiles[{first[p.user_id]}]"
+        first.setdefault(p.user_id, i)
+
+
 class ProfileServicer(profile_pb2_grpc.ProfilesServicer):
     def __init__(self, stores: Stores, bus: Bus) -> None:
         self._s = stores
@@ -83,6 +98,16 @@ class ProfileServicer(profile_pb2_grpc.ProfilesServicer):
         check(validation.profile(request.profile))
         saved = await self._s.profiles.upsert(current_tenant(), request.profile, utcnow())
         return pb.UpsertProfileResponse(profile=saved)
+
+    async def UpsertProfiles(
+        self, request: pb.UpsertProfilesRequest, context: Ctx
+    ) -> pb.UpsertProfilesResponse:
+        check(validation.count("profiles", request.profiles, MAX_PROFILES))
+        check(bulk_problems(request.profiles, utcnow()))
+        upserted, added = await self._s.profiles.upsert_many(
+            current_tenant(), request.profiles, utcnow()
+        )
+        return pb.UpsertProfilesResponse(upserted=upserted, consents_added=added)
 
     async def GetProfile(
         self, request: pb.GetProfileRequest, context: Ctx

@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, col
 
 from services.profile.consents import latest_per_pair
-from services.profile.rows import consent_proto, to_proto, to_row
+from services.profile.rows import consent_proto, consent_row, to_proto, to_row
+from shared.clock import to_timestamp
 from shared.db import is_postgres, table_of, utc_field, write
 
 
 class ProfileRow(SQLModel, table=True):
     __tablename__ = "profiles"
+    # SMS STOP/START name only a number: its owners are found by it (contact_store.py).
+    __table_args__ = (Index("ix_profiles_phone", "tenant_id", "phone"),)
     tenant_id: str = Field(primary_key=True)
     user_id: str = Field(primary_key=True)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -113,6 +116,16 @@ async def with_consents(
     return [to_proto(r, consents.get(r.user_id, ())) for r in rows]
 
 
+def _stamped(consent: profile_pb2.Consent, now: datetime) -> profile_pb2.Consent:
+    """The statement, dated `now` if it has no date of its own."""
+    if consent.HasField("at"):
+        return consent
+    copy = profile_pb2.Consent()
+    copy.CopyFrom(consent)
+    copy.at.CopyFrom(to_timestamp(now))
+    return copy
+
+
 def _of(model: type[SQLModel], tenant_id: str, user_id: str) -> Any:
     return (col(model.tenant_id) == tenant_id) & (col(model.user_id) == user_id)  # type: ignore[attr-defined]
 
@@ -136,6 +149,34 @@ class ProfileStore:
             await conn.execute(stmt)
             consents = await current_consents(conn, tenant_id, [profile.user_id])
         return to_proto(ProfileRow.model_validate(row), consents.get(profile.user_id, ()))
+
+    async def upsert_many(
+        self, tenant_id: str, profiles: Sequence[profile_pb2.Profile], now: datetime
+    ) -> tuple[int, int]:
+        """A bulk import in one transaction: each profile created or replaced,
+        its `consents` appended to its history (`at` unset: now). User ids
+        must not repeat (PostgreSQL updates a row once per statement).
+        Returns (profiles, consents) written."""
+        rows = [to_row(tenant_id, p, now) for p in profiles]
+        consents = [
+            consent_row(tenant_id, p.user_id, c, now)
+            for p in profiles
+            for c in (_stamped(c, now) for c in p.consents)
+        ]
+        if not rows:
+            return 0, 0
+        table = table_of(ProfileRow)
+        async with write(self.engine) as conn:
+            ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[table.c.tenant_id, table.c.user_id],
+                set_={k: ins.excluded[k] for k in rows[0] if k not in ("tenant_id", "user_id")},
+            )
+            # executemany: SQLAlchemy sends the rows as few multi-row statements.
+            await conn.execute(stmt, rows)
+            if consents:
+                await conn.execute(table_of(ConsentRow).insert(), consents)
+        return len(rows), len(consents)
 
     async def get_many(
         self, tenant_id: str, user_ids: Sequence[str]
