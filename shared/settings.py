@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     max_attempts: int = Field(8, ge=1, le=100)
     prefetch: int = Field(512, ge=1, le=10_000)
     batch_size: int = Field(256, ge=1, le=5_000)
+    # A batch also stops growing at this many bytes of message bodies: one
+    # fan-out envelope carries hundreds of deliveries, so counting messages
+    # alone let a batch decode tens of thousands of them at once.
+    batch_max_bytes: int = Field(1_000_000, ge=1_024, le=256_000_000)
     publish_timeout_s: float = Field(15.0, gt=0)
 
     # Unset: SQLite at var/<service>.db.
@@ -47,6 +51,11 @@ class ServiceSettings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # Calls to the mesh's other services (shared/grpc/client.py) use TLS when
+    # this is set, trusting only this CA, and present the cert and key above
+    # as the client certificate when both are set (for servers that want mTLS).
+    # Its own setting: the client CA above may be unset (TLS without mTLS).
+    tls_server_ca_file: Path | None = None
 
     # OpenTelemetry traces. Off: no tracer and no exporter are built.
     tracing_enabled: bool = False

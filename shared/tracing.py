@@ -4,7 +4,9 @@ Off, nothing is built: no provider, no exporter, and every helper here
 returns at once. On, one tracer per process (services run in one test
 process share it), and the W3C trace context travels with the work:
 
-- gRPC: a SERVER span per call, continuing the caller's `traceparent`.
+- gRPC: a SERVER span per call, continuing the caller's `traceparent`; a
+  CLIENT span per call one service makes to another (shared/grpc/client.py),
+  whose context goes out in the call's metadata.
 - AMQP: every publish is a PRODUCER span whose context goes out in the
   message headers; every consumed batch is one CONSUMER span linked to each
   message's context (a child of it when the batch is one message).
@@ -35,7 +37,16 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, get_current_span
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 from sendmesh.bus.v1 import envelope_pb2
@@ -342,12 +353,40 @@ def _serving(
         yield span
 
 
-def rpc_finished(span: Span | None, code: str, number: int) -> None:
-    """Record a call's gRPC status on its span."""
+def client_span(method: str) -> Span | None:
+    """A CLIENT span for one gRPC call this process makes (`/pkg.Service/Method`),
+    a child of the current span. Not made current: a streaming call outlives
+    the code that starts it. The caller ends it; `inject_metadata` sends its
+    context to the callee. None when tracing is off."""
+    if _current is None:
+        return None
+    service, _, name = method.lstrip("/").partition("/")
+    attributes: Attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+    return _current.tracer.start_span(
+        f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes
+    )
+
+
+def inject_metadata(
+    metadata: Iterable[tuple[str, Any]] | None, span: Span | None
+) -> list[tuple[str, Any]]:
+    """gRPC metadata plus `span`'s W3C fields (replacing any already there);
+    unchanged without a span."""
+    pairs = list(metadata or ())
+    if span is None:
+        return pairs
+    fields: dict[str, str] = {}
+    _PROPAGATOR.inject(fields, context=set_span_in_context(span))
+    return [(k, v) for k, v in pairs if k not in fields] + list(fields.items())
+
+
+def rpc_finished(span: Span | None, code: str, number: int, *, client: bool = False) -> None:
+    """Record a call's gRPC status on its span. For the caller any status but
+    OK is an error; for the server only those that are its own doing."""
     if span is None:
         return
     span.set_attribute("rpc.grpc.status_code", number)
-    if code in SERVER_ERROR_CODES:
+    if code in SERVER_ERROR_CODES or (client and code != "OK"):
         span.set_status(Status(StatusCode.ERROR, code))
 
 

@@ -4,7 +4,8 @@ The last look before a send: do the intent's behaviour rules match now? A
 cart reminder deferred for an hour is dropped if the user checked out in the
 meantime. Asked once per tenant per batch. And after a send: push
 subscriptions the push service called gone are removed from the profile.
-Both act for the tenant with the mesh's internal key.
+Both act for the tenant with the mesh's internal key, over a channel from
+shared/grpc/client.py (TLS as set, UNAVAILABLE retried, trace context).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import grpc
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.profile.v1 import profile_pb2, profile_pb2_grpc
 
+from services.channels.settings import ChannelSettings
 from services.eligibility import behaviour
 from shared.auth import internal_metadata
 from shared.errors import TransientError
+from shared.grpc.client import open_channel, service_config
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -37,10 +40,12 @@ class Checked(Protocol):
 
 
 class BehaviourRecheck:
-    def __init__(self, address: str, internal_key: str | None, timeout_s: float = 5.0) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, settings: ChannelSettings, timeout_s: float = 5.0) -> None:
+        config = service_config(timeout_s=timeout_s)
+        self._channel = open_channel(settings.profile_address, settings, service_config=config)
         self._stub = profile_pb2_grpc.ProfilesStub(self._channel)
-        self._key = internal_key
+        key = settings.internal_key
+        self._key = key.get_secret_value() if key is not None else None
         self._timeout_s = timeout_s
 
     async def close(self) -> None:

@@ -55,8 +55,7 @@ def worker_components(
     """The provider's lifetime, the cancellation consumer and the send consumer, in start order."""
     factory = registry.require(channel, settings.provider)
     provider = factory(ProviderContext(settings, ctx.engine, ctx.bus))
-    key = settings.internal_key.get_secret_value() if settings.internal_key else None
-    recheck = BehaviourRecheck(settings.profile_address, key)
+    recheck = BehaviourRecheck(settings)
     bucket = bucket_for(settings.rate_per_s, settings.rate_burst)
     worker = ChannelWorker(
         ctx.bus, ctx.engine, provider, channel, settings.max_attempts, recheck, bucket

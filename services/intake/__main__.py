@@ -71,12 +71,7 @@ def create_runtime(settings: IntakeSettings) -> ServiceRuntime:
             EventsConsumer(store).handle,
             linger_s=settings.events_linger_s,
         )
-        peers = Peers(
-            settings.profile_address,
-            settings.eligibility_address,
-            settings.frequency_address,
-            settings.peer_timeout_s,
-        )
+        peers = Peers(settings)
         # Intake owns content: the Templates API and its tables live here.
         templates = TemplateStore(ctx.engine)
         servicer = IntakeServicer(

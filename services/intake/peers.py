@@ -1,13 +1,13 @@
 """The stages Explain asks: profile, eligibility and frequency, over gRPC.
 
 Each call carries the caller's own credentials, so every stage scopes its
-answer to the caller's tenant. Retries: UNAVAILABLE only, declared once in
-the channel's service config, with a deadline on every call.
+answer to the caller's tenant. The channels come from shared/grpc/client.py
+(TLS as set, retries of UNAVAILABLE only in their service config, trace
+context); every call also sets its own deadline.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -18,42 +18,30 @@ from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from services.eligibility import behaviour
+from services.intake.settings import IntakeSettings
 from shared.clock import to_timestamp
 from shared.envelopes import ChannelValue
+from shared.grpc.client import open_channel, service_config
 
 Metadata = Sequence[tuple[str, str]]
 
-SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
-
-
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=[("grpc.service_config", SERVICE_CONFIG)])
-
 
 class Peers:
-    def __init__(
-        self, profile: str, eligibility: str, frequency: str, timeout_s: float = 5.0
-    ) -> None:
-        self._channels = [open_channel(a) for a in (profile, eligibility, frequency)]
+    def __init__(self, settings: IntakeSettings) -> None:
+        # The same deadline for the calls and for their retries.
+        config = service_config(timeout_s=settings.peer_timeout_s)
+        self._channels = [
+            open_channel(address, settings, service_config=config)
+            for address in (
+                settings.profile_address,
+                settings.eligibility_address,
+                settings.frequency_address,
+            )
+        ]
         self.profiles = profile_pb2_grpc.ProfilesStub(self._channels[0])
         self.eligibility = eligibility_pb2_grpc.EligibilityStub(self._channels[1])
         self.frequency = frequency_pb2_grpc.FrequencyStub(self._channels[2])
-        self.timeout_s = timeout_s
+        self.timeout_s = settings.peer_timeout_s
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -1,5 +1,6 @@
 """Carrier receipts: which delivery a status callback is about, and the event
-that reports it, so GetIntent shows `delivered` or `undelivered` after `sent`.
+that reports it, so GetIntent shows `delivered` or `undelivered` after `sent`;
+and when the carrier says the number is gone for good, the hard bounce.
 
 A callback names only the provider's message SID; the worker recorded it as
 the delivery's `provider_message_id`. The lookup is indexed per tenant.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sendmesh.bus.v1 import envelope_pb2
+from sendmesh.bus.v1 import envelope_pb2, feedback_pb2
 from sendmesh.intent.v1 import intent_pb2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,13 @@ from shared.db import table_of, write
 from shared.envelopes import State
 
 CHANNEL = "sms"
+SOURCE = "sms_receipt"
+# Carrier errors on a failed receipt that say the number itself cannot take
+# SMS: 30005 unknown or inactive destination, 30006 landline or unreachable
+# carrier. Sending again would fail again, so they are hard bounces. Others
+# (30003 handset unreachable, 30008 unknown error) may pass: no feedback.
+HARD_BOUNCE_CODES = frozenset({30005, 30006})
+BOUNCE_STATUSES = frozenset({"failed", "undelivered"})
 # Made at start-up, not declared on the table: it is this service's lookup,
 # and an existing database gets it too.
 INDEX_DDL = (
@@ -80,4 +88,23 @@ def receipt_event(sent: Sent, receipt: DeliveryReceipt) -> envelope_pb2.Delivery
         channel=intent_pb2.Channel.CHANNEL_SMS,
         decision=decision,
         provider=sent.provider,
+    )
+
+
+def is_hard_bounce(receipt: DeliveryReceipt) -> bool:
+    """Whether the receipt says the number can never receive SMS."""
+    return receipt.status in BOUNCE_STATUSES and receipt.error_code in HARD_BOUNCE_CODES
+
+
+def bounce_feedback(sent: Sent, receipt: DeliveryReceipt, number: str) -> feedback_pb2.Feedback:
+    """HARD_BOUNCE for `number` (E.164, the receipt's To): eligibility lists it."""
+    return feedback_pb2.Feedback(
+        tenant_id=sent.tenant_id,
+        channel=intent_pb2.Channel.CHANNEL_SMS,
+        kind=feedback_pb2.FeedbackKind.FEEDBACK_KIND_HARD_BOUNCE,
+        contact=number,
+        occurred_at=now_timestamp(),
+        source=SOURCE,
+        provider_ref=receipt.message_sid,
+        detail=f"carrier error {receipt.error_code}",
     )

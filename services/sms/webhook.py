@@ -2,6 +2,7 @@
 
     POST /webhooks/sms/{tenant}/inbound   STOP / START / HELP -> Feedback
     POST /webhooks/sms/{tenant}/status    delivered / failed  -> DeliveryEvent
+                                          (+ HARD_BOUNCE Feedback on 30005/30006)
 
 Every request must carry a valid X-Twilio-Signature made with the provider's
 auth token over the URL it called (SENDMESH_WEBHOOK_PUBLIC_URL when a proxy
@@ -25,6 +26,7 @@ from services.channels.settings import ChannelSettings
 from services.channels.webhooks import answered, publish_or_503
 from services.sms import receipts
 from services.sms.inbound import (
+    DeliveryReceipt,
     InboundMessage,
     Keyword,
     MalformedWebhook,
@@ -110,7 +112,11 @@ class SmsWebhook:
             return web.Response()
         event = receipts.receipt_event(sent, receipt)
         batch = envelopes.event_batch([event])
-        await publish_or_503(self.bus, CHANNEL, [to_events(self.bus.topology, batch)])
+        outs = [to_events(self.bus.topology, batch)]
+        bounce = self._bounce(sent, receipt, form.get("To", ""))
+        if bounce is not None:
+            outs.append(feedback.to_bus(self.bus.topology, [bounce]))
+        await publish_or_503(self.bus, CHANNEL, outs)
         outcome = "delivered" if receipt.outcome == "delivered" else "undelivered"
         metrics.DELIVERIES.labels(CHANNEL, sent.provider, outcome).inc()
         answered(CHANNEL, "accepted")
@@ -130,6 +136,18 @@ class SmsWebhook:
             answered(CHANNEL, "malformed")
             raise web.HTTPNotFound(text="unknown tenant")
         return tenant, dict(pairs)
+
+    def _bounce(
+        self, sent: receipts.Sent, receipt: DeliveryReceipt, to: str
+    ) -> feedback_pb2.Feedback | None:
+        """The hard bounce a failed receipt reports (30005, 30006), if its To is a number."""
+        if not receipts.is_hard_bounce(receipt):
+            return None
+        number = to_e164(to, self.region)
+        if isinstance(number, Unusable):
+            log.warning("receipt_number_unusable", why=number.why, error=receipt.error_code)
+            return None
+        return receipts.bounce_feedback(sent, receipt, number)
 
     def _feedback(self, tenant: str, message: InboundMessage) -> feedback_pb2.Feedback | None:
         if message.keyword is None:

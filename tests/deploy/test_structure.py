@@ -16,6 +16,7 @@ import pytest
 
 from cli.mesh import SERVICE_NAMES, MeshConfig
 from services.channels import registry
+from services.channels.service import WEBHOOKS
 from shared.bus.topology import CHANNELS, Topology, send_stage
 from shared.grpc.server import LIVENESS
 from shared.runtime import BROKER_CLOSE_S
@@ -25,6 +26,9 @@ from tests.deploy.conftest import OVERLAYS, Doc, Manifests, env_of, port_of, sel
 STAGES = tuple(name for name in SERVICE_NAMES if name not in CHANNELS)
 PORTS = MeshConfig()
 APP_SECRET = "sendmesh-secrets"
+# Where the providers' webhook calls come from: the ingress controller's
+# namespace, labelled by the operator (deploy/k8s/README.md).
+WEBHOOK_PEERS = {"namespaceSelector": {"matchLabels": {"sendmesh.io/webhooks": "true"}}}
 
 pytestmark = pytest.mark.parametrize("overlay", OVERLAYS)
 
@@ -191,6 +195,55 @@ def test_each_service_exposes_its_container_ports(
             assert ports[port["name"]]["targetPort"] == port["name"], name
 
 
+def test_the_channels_with_webhooks_serve_them_on_a_named_port_and_no_other_service_does(
+    rendered: dict[str, Manifests], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    served = []
+    for name, _, container in manifests.deployments():
+        env = env_of(container)
+        ports = {p["name"] for p in container["ports"]}
+        if name not in WEBHOOKS:
+            assert "webhook" not in ports, name
+            assert not any(var.startswith("SENDMESH_WEBHOOK_") for var in env), name
+            continue
+        served.append(name)
+        # The listener is on the container's port, reachable from outside the pod.
+        assert env["SENDMESH_WEBHOOK_PORT"]["value"] == str(port_of(container, "webhook")), name
+        assert env["SENDMESH_WEBHOOK_HOST"]["value"] == "0.0.0.0", name
+        service_ports = {p["name"]: p for p in manifests.get("Service", name)["spec"]["ports"]}
+        assert service_ports["webhook"]["port"] == port_of(container, "webhook"), name
+        assert service_ports["webhook"]["appProtocol"] == "http", name
+    assert sorted(served) == sorted(WEBHOOKS)
+
+
+def test_only_the_ingress_controllers_namespace_reaches_the_webhook_ports(
+    rendered: dict[str, Manifests], overlay: str
+) -> None:
+    ingress = [
+        p
+        for p in rendered[overlay].of_kind("NetworkPolicy")
+        if "Ingress" in p["spec"]["policyTypes"]
+    ]
+    for name, deployment, _ in rendered[overlay].deployments():
+        rules = [
+            r
+            for p in ingress
+            if selects(p["spec"]["podSelector"], pod_labels(deployment))
+            for r in p["spec"].get("ingress", [])
+        ]
+        peers = [
+            peer
+            for r in rules
+            if any(p["port"] == "webhook" for p in r["ports"])
+            for peer in r["from"]
+        ]
+        if name in WEBHOOKS:
+            assert peers == [WEBHOOK_PEERS], name
+        else:
+            assert peers == [], name
+
+
 def test_each_deployment_has_a_disruption_budget(
     rendered: dict[str, Manifests], overlay: str
 ) -> None:
@@ -338,6 +391,8 @@ def test_dev_settings_load_in_every_service(
             except SettingsError as err:
                 pytest.fail(f"{name}: {err}")
         assert settings.grpc_port == port_of(container, "grpc")
+        if name in WEBHOOKS:  # the sms webhooks start only with a token to check
+            assert getattr(settings, "webhook_port", None) == port_of(container, "webhook")
         assert settings.database_url is None  # SQLite on the pod's var volume
         assert settings.api_keys, "the dev key must be admitted"
 

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from sendmesh.intake.v1 import intake_pb2
 from sendmesh.intent.v1 import intent_pb2
 
@@ -30,6 +32,7 @@ from tests.e2e.test_pipeline import Mesh, eventually, intent_for, mesh  # noqa: 
 
 C = intent_pb2.Channel
 SUBMIT = "sendmesh.intake.v1.Intake/Submit"
+MATCH_RULES = "sendmesh.profile.v1.Profiles/MatchRules"
 SPANS_WITHIN_S = 10.0
 # The hops an in-app delivery takes, from the provider call back to Submit:
 # each publish is the child of the publish of the message it came from.
@@ -82,6 +85,8 @@ async def test_one_trace_covers_submit_the_outbox_every_stage_and_the_provider_c
     await pipeline.add_profile("traced", "traced@example.com")
     trace_id, traceparent = caller_context()
     intent = intent_for("trace-a", ["traced"], [C.CHANNEL_INAPP, C.CHANNEL_EMAIL])
+    # A rule to look at again right before each send: the workers ask profile.
+    intent.exclude_if.add(event="purchase", within=Duration(seconds=3600))
     reply = await pipeline.intake.Submit(
         intake_pb2.SubmitRequest(intent=intent),
         metadata=(*pipeline.tenants.metadata(), ("traceparent", traceparent)),
@@ -94,7 +99,9 @@ async def test_one_trace_covers_submit_the_outbox_every_stage_and_the_provider_c
     async def provider_calls() -> list[ReadableSpan] | None:
         names = {s.name for s in in_trace()}
         wanted = {"provider.send inapp", "provider.send email", "process send.email"}
-        return in_trace() if wanted <= names else None
+        # Both workers' rule checks, each a client and a server span.
+        checked = sum(s.name == MATCH_RULES for s in in_trace()) == 4
+        return in_trace() if wanted <= names and checked else None
 
     found = await eventually(provider_calls, SPANS_WITHIN_S, "no provider call in the trace")
     by_id = {s.context.span_id: s for s in found}
@@ -120,6 +127,19 @@ async def test_one_trace_covers_submit_the_outbox_every_stage_and_the_provider_c
         assert call.attributes is not None
         assert call.attributes["sendmesh.outcome"] == "sent"
         assert "traced@example.com" not in json.dumps(dict(call.attributes))
+
+    # Each worker's last look at the rules: its call to profile, and profile
+    # serving it, inside the processing of the message.
+    checks = [s for s in found if s.name == MATCH_RULES]
+    callers = sorted(
+        by_id[s.parent.span_id].name
+        for s in checks
+        if s.kind == SpanKind.CLIENT and s.parent is not None
+    )
+    assert callers == ["process send.email", "process send.inapp"], names
+    for served in (s for s in checks if s.kind == SpanKind.SERVER):
+        assert served.parent is not None
+        assert by_id[served.parent.span_id].kind == SpanKind.CLIENT
 
 
 # -- across processes -------------------------------------------------------------

@@ -193,7 +193,9 @@ def rejection(delivery_id: str, status: int, code: object) -> SendResult:
     if code in INVALID_NUMBER_CODES:
         return permanent(delivery_id, reasons.INVALID_CONTACT, detail)
     if code == UNSUBSCRIBED_CODE:
-        return permanent(delivery_id, reasons.OPTED_OUT, detail)
+        # The carrier holds a STOP we never heard: the worker reports it as
+        # feedback, so consent and the suppression list catch up.
+        return replace(permanent(delivery_id, reasons.OPTED_OUT, detail), signal="opt_out")
     return permanent(delivery_id, reasons.PROVIDER_REJECTED, detail)
 
 

@@ -158,10 +158,16 @@ async def test_any_other_4xx_is_provider_rejected_without_the_providers_message(
 
 
 async def test_a_recipient_who_texted_stop_is_opted_out(provider, peer):
-    peer.script(Scripted(400, error_body(400, 21610, "Attempt to send to unsubscribed recipient")))
-    [result] = await provider.send([message()])
+    refusal = f"Attempt to send to unsubscribed recipient {TO}"
+    peer.script(Scripted(400, error_body(400, 21610, refusal)))
+    sent = message()
+    [result] = await provider.send([sent])
 
+    assert peer.requests == 1 and peer.accepted == []
     assert (result.outcome, result.reason) == ("permanent", reasons.OPTED_OUT)
+    # The worker turns this into OPT_OUT feedback: consent and the list catch up.
+    assert result.signal == "opt_out"
+    assert_private(result, sent)
 
 
 async def test_bad_credentials_fail_the_whole_call_and_say_so_once(peer):

@@ -50,6 +50,15 @@ def test_each_status_and_error_code_maps_to_one_outcome(status, body, outcome, r
     assert (result.outcome, result.reason) == (outcome, reason)
 
 
+def test_only_a_recipient_who_texted_stop_at_the_carrier_signals_an_opt_out():
+    stopped = answer(400, {"code": 21610})
+    others = [answer(400, {"code": code}) for code in (21211, 21614, 21408)]
+    assert stopped.signal == "opt_out"
+    assert stopped.detail == "http 400 code 21610"
+    assert [r.signal for r in others] == [None, None, None]
+    assert answer(503).signal is None
+
+
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [
