@@ -10,7 +10,7 @@ import random
 import shlex
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.settings import ServiceSettings
@@ -84,6 +84,9 @@ class MeshConfig:
     host: str = DEFAULT_HOST
     log_format: str = "console"
     log_level: str = "info"
+    # Service -> variables set on top of everything else (the bench points the
+    # channel workers at its local provider peers this way).
+    extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def offset(self, service: str) -> int:
         return SERVICE_NAMES.index(service)
@@ -132,6 +135,7 @@ def service_env(
     )
     if internal_key:
         env["SENDMESH_INTERNAL_KEY"] = internal_key
+    env.update(cfg.extra_env.get(service, {}))
     return env
 
 

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +19,9 @@ from cli.mesh import DEV_TENANT, MeshConfig, free_port_block
 from shared.auth import hash_api_key
 
 
-def bench_mesh_config(amqp_url: str, root: Path) -> MeshConfig:
+def bench_mesh_config(
+    amqp_url: str, root: Path, extra_env: Mapping[str, Mapping[str, str]] | None = None
+) -> MeshConfig:
     return MeshConfig(
         var_dir=root / "var",
         namespace="bench" + uuid.uuid4().hex[:8],
@@ -29,17 +31,22 @@ def bench_mesh_config(amqp_url: str, root: Path) -> MeshConfig:
         log_format="json",
         # Logging every message would be measured too.
         log_level="warning",
+        extra_env=dict(extra_env or {}),
     )
 
 
 @contextmanager
-def bench_mesh(amqp_url: str) -> Iterator[tuple[Target, Launcher]]:
+def bench_mesh(
+    amqp_url: str, extra_env: Mapping[str, Mapping[str, str]] | None = None
+) -> Iterator[tuple[Target, Launcher]]:
     """Start the mesh, yield where it is, stop it and remove its queues and files.
+
+    `extra_env`: per service, variables on top of the mesh's (providers, say).
 
     Its logs are kept (and their place printed) when something went wrong.
     """
     root = Path(tempfile.mkdtemp(prefix="sendmesh-bench-"))
-    cfg = bench_mesh_config(amqp_url, root)
+    cfg = bench_mesh_config(amqp_url, root, extra_env)
     key = ensure_dev_key(cfg.var_dir)
     launcher = Launcher(cfg, {hash_api_key(key): DEV_TENANT}, log_dir=root / "logs")
     clean = False

@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from cli.bench.baseline import BaselineResult
+from cli.bench.channels import ChannelResult
 from cli.bench.decisions import DecisionsResult
 from cli.bench.fanout import FanoutResult
 from cli.bench.mesh_load import LatencyResult, ThroughputResult
@@ -38,6 +39,8 @@ class BenchReport:
     latency_floor: LatencyResult | None = None
     decisions: DecisionsResult | None = None
     fanout: FanoutResult | None = None
+    # Per channel and provider mode (dev, then peers).
+    channels: tuple[ChannelResult, ...] = ()
     machine: Machine | None = None
 
     @property
@@ -118,6 +121,8 @@ def report_table(r: BenchReport) -> Table:
             table.add_row("mesh / baseline", _fmt(r.ratio, 3), "single intents")
         if r.decisions is not None:
             table.add_row("decisions / baseline", _fmt(r.decisions_ratio, 3), "target >= 0.5")
+    for channel in r.channels:
+        _channel_rows(table, channel)
     if r.fanout is not None:
         _fanout_rows(table, r.fanout)
     if r.machine is not None:
@@ -179,3 +184,35 @@ def _fanout_rows(table: Table, f: FanoutResult) -> None:
         table.add_row("all services: CPU", f"{_fmt(total, 1)} s", f"{_fmt(per, 0)} µs a delivery")
     else:
         table.add_row("RSS, CPU", "-", "not measured: the bench did not start this mesh")
+
+
+def channel_outcomes(c: ChannelResult) -> str:
+    """sent + each named failure + undecided = submitted, and what the peer took."""
+    parts = [f"sent {c.sent}"]
+    parts += [f"{name} {count}" for name, count in c.not_sent.items()]
+    parts.append(f"undecided {c.undecided}")
+    text = " + ".join(parts) + f" = {c.submitted} submitted"
+    if c.failed_submits:
+        text += f"; {c.failed_submits} submits refused"
+    if c.peer_received is not None:
+        text += f"; the peer took {c.peer_received}"
+    return text
+
+
+def _channel_rows(table: Table, c: ChannelResult) -> None:
+    label = f"{c.channel} via {c.provider} ({c.mode})"
+    if c.skipped:
+        table.add_row(label, "-", f"not measured: {c.skipped}")
+        return
+    table.add_row(
+        label,
+        f"{_fmt(c.sends_per_s)} sends/s",
+        f"closed loop, {c.concurrency} in flight; first submit -> last SENT in"
+        f" {_fmt(c.seconds, 2)} s; {channel_outcomes(c)}",
+    )
+    lat = c.latencies
+    table.add_row(
+        f"{label} submit -> sent p50 / p99",
+        f"{_fmt(lat.p50_ms)} / {_fmt(lat.p99_ms)} ms",
+        "under that load" + ("; in-app has no external provider" if c.channel == "inapp" else ""),
+    )

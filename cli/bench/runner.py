@@ -1,5 +1,5 @@
 """The bench's phases in order, with progress bars: warm-up; single intents
-(throughput, latency, floor); decisions; the bare relay baseline; fan-out."""
+(throughput, latency, floor); decisions; channels; the bare relay baseline; fan-out."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import grpc
 from rich.progress import Progress, TaskID
 
-from cli.bench import decisions, fanout
+from cli.bench import channels, decisions, fanout
 from cli.bench.baseline import Baseline, BaselineResult
+from cli.bench.channels import DEV_SETUP, ChannelResult, ChannelSetup
 from cli.bench.decisions import DecisionsResult
 from cli.bench.fanout import FanoutResult, FanoutRun
 from cli.bench.mesh_load import LatencyResult, MeshLoad, Submissions, ThroughputResult
@@ -24,6 +25,7 @@ from cli.bench.seed import Seeder
 from cli.bench.sent import SentWatcher
 from cli.bench.stats import latency_count
 from cli.client import auth_metadata
+from cli.intents import ChannelName
 
 T = TypeVar("T")
 
@@ -32,10 +34,11 @@ class Phase(StrEnum):
     single = "single"
     decisions = "decisions"
     fanout = "fanout"
+    channels = "channels"
     all = "all"
 
 
-ALL_PHASES = frozenset({Phase.single, Phase.decisions, Phase.fanout})
+ALL_PHASES = frozenset({Phase.single, Phase.decisions, Phase.fanout, Phase.channels})
 
 
 def phases_of(chosen: Sequence[Phase]) -> frozenset[Phase]:
@@ -81,6 +84,8 @@ class BenchPlan:
     profiles: int = 10_000
     # The fan-out phase: members of the topic.
     fanout_members: int = 100_000
+    # The channels phase: intents per channel and provider mode.
+    channel_n: int = 300
 
 
 def machine() -> Machine | None:
@@ -142,10 +147,17 @@ async def ticking(
 
 class BenchRun:
     def __init__(
-        self, target: Target, plan: BenchPlan, bars: Bars, check_alive: Callable[[], None]
+        self,
+        target: Target,
+        plan: BenchPlan,
+        bars: Bars,
+        check_alive: Callable[[], None],
+        channel_setup: ChannelSetup = DEV_SETUP,
     ):
         self.target = target
         self.plan = plan
+        # The providers the target mesh runs, for the channels phase.
+        self.channel_setup = channel_setup
         self.bars = bars
         self._check_alive = check_alive
         self.watcher = SentWatcher(target.amqp_url, target.namespace)
@@ -169,6 +181,8 @@ class BenchRun:
                     report = await self._single(load, report)
                 if Phase.decisions in p.phases:
                     report = replace(report, decisions=await self._decisions(load))
+                if Phase.channels in p.phases:
+                    report = replace(report, channels=await self._channels(load))
                 if p.baseline and p.phases & {Phase.single, Phase.decisions}:
                     # Before the fan-out, which leaves intake busy for a while.
                     report = replace(report, baseline=await self._baseline())
@@ -209,6 +223,38 @@ class BenchRun:
         self.bars.finish()
         if result.sent == 0:
             raise BenchError(f"decisions: nothing was sent ({subs.first_error or 'timed out'})")
+        return result
+
+    async def _channels(self, load: MeshLoad) -> tuple[ChannelResult, ...]:
+        async with (
+            grpc.aio.insecure_channel(self.target.profile) as profile,
+            grpc.aio.insecure_channel(self.target.frequency) as frequency,
+        ):
+            seeder = self._seeder(profile, frequency)
+            return tuple(
+                [await self._channel(load, seeder, c) for c in self.channel_setup.channels]
+            )
+
+    async def _channel(self, load: MeshLoad, seeder: Seeder, channel: ChannelName) -> ChannelResult:
+        p, setup, subs = self.plan, self.channel_setup, Submissions()
+        label = f"{channel.value} ({setup.mode.value})"
+        self.bars.track(f"{label}: submitted", p.channel_n, lambda: subs.done)
+        self.bars.track(
+            f"{label}: decided", p.channel_n, lambda: self.watcher.count_ended(subs.started_at)
+        )
+        work = channels.measure(
+            load,
+            self.watcher,
+            seeder,
+            setup,
+            channel,
+            p.channel_n,
+            p.concurrency,
+            p.timeout_s,
+            subs,
+        )
+        result = await ticking(work, self._tick)
+        self.bars.finish()
         return result
 
     async def _fanout(self, load: MeshLoad) -> FanoutResult:

@@ -63,6 +63,8 @@ class SentWatcher:
         self.sent_at: dict[str, float] = {}
         # Intent id -> (final state, epoch seconds) of the first final decision.
         self.ended: dict[str, tuple[int, float]] = {}
+        # Intent id -> the reason code of that first final decision (why it failed).
+        self.end_reasons: dict[str, str] = {}
         # Intent id -> its SENT deliveries (what the fan-out phase counts).
         self.sends: dict[str, Sends] = {}
         self._changed = asyncio.Event()
@@ -94,7 +96,9 @@ class SentWatcher:
                 continue
             at = event.decision.at.seconds + event.decision.at.nanos / 1e9
             intent = event.intent_id
-            self.ended.setdefault(intent, (state, at))
+            if intent not in self.ended:
+                self.ended[intent] = (state, at)
+                self.end_reasons[intent] = event.decision.reason
             if state == SENT:
                 self.sent_at.setdefault(intent, at)
                 self.sends.setdefault(intent, Sends()).add(event.delivery_id, at)

@@ -1,11 +1,12 @@
 """`sendmesh bench`: throughput and latency of the mesh against a bare relay,
-with decisions active, and a large fan-out."""
+with decisions active, a large fan-out, and every channel's providers."""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -13,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.bench.channel_peers import PeersUnavailable, local_peers
+from cli.bench.channels import DEV_SETUP, RUNNING_SETUP, ChannelSetup, peers_not_run
 from cli.bench.fanout import FanoutError
 from cli.bench.mesh_for_bench import bench_mesh
 from cli.bench.report import BenchReport, report_table
@@ -58,7 +61,8 @@ def bench(
         typer.Option(
             "--phase",
             help="single: bare intents; decisions: rules and caps on; fanout: one intent"
-            " to a topic. Repeat to pick several.",
+            " to a topic; channels: each channel with the dev providers and with the real"
+            " ones against local peers. Repeat to pick several.",
         ),
     ] = None,
     profiles: Annotated[
@@ -67,6 +71,12 @@ def bench(
     fanout_members: Annotated[
         int, typer.Option(min=2, max=1_000_000, help="Topic members of the fan-out phase.")
     ] = 100_000,
+    channel_n: Annotated[
+        int,
+        typer.Option(
+            "--channel-n", min=1, max=10_000, help="Channels phase: intents per channel and mode."
+        ),
+    ] = 300,
     json_out: JsonOut = False,
     amqp_url: Annotated[str, typer.Option(help="RabbitMQ URL.")] = DEFAULT_AMQP_URL,
     namespace: Annotated[str, typer.Option(help="With --no-start-mesh: the mesh's namespace.")] = (
@@ -96,15 +106,18 @@ def bench(
         phases=phases_of(phase or []),
         profiles=profiles,
         fanout_members=fanout_members,
+        channel_n=channel_n,
     )
     try:
         if start_mesh:
             with bench_mesh(amqp_url) as (target, launcher):
                 report = run_with_progress(target, plan, launcher.check_alive)
+            if Phase.channels in plan.phases:
+                report = with_peer_channels(report, amqp_url, plan)
         else:
             key = existing_key(api_key, var_dir)
             target = Target(intake, amqp_url, namespace, key, profile, frequency)
-            report = run_with_progress(target, plan, lambda: None)
+            report = run_with_progress(target, plan, lambda: None, RUNNING_SETUP)
     except (MeshError, BenchError, FanoutError) as why:
         fail(str(why))
     show(report, json_out)
@@ -117,8 +130,23 @@ def existing_key(api_key: str | None, var_dir: Path) -> str:
         fail(str(why))
 
 
+def with_peer_channels(report: BenchReport, amqp_url: str, plan: BenchPlan) -> BenchReport:
+    """The channels phase again, on a second mesh of its own whose channel workers
+    use the real providers against local protocol peers."""
+    only_channels = replace(plan, phases=frozenset({Phase.channels}), baseline=False)
+    try:
+        with local_peers() as peers, bench_mesh(amqp_url, peers.env) as (target, launcher):
+            theirs = run_with_progress(target, only_channels, launcher.check_alive, peers.setup)
+    except PeersUnavailable as why:
+        return replace(report, channels=report.channels + peers_not_run(str(why)))
+    return replace(report, channels=report.channels + theirs.channels, machine=theirs.machine)
+
+
 def run_with_progress(
-    target: Target, plan: BenchPlan, check_alive: Callable[[], None]
+    target: Target,
+    plan: BenchPlan,
+    check_alive: Callable[[], None],
+    channel_setup: ChannelSetup | None = None,
 ) -> BenchReport:
     import uvloop
 
@@ -130,7 +158,8 @@ def run_with_progress(
     )
     # Progress on stderr: stdout stays clean for --json.
     with Progress(*columns, console=err) as progress:
-        return uvloop.run(BenchRun(target, plan, Bars(progress), check_alive).run())
+        run = BenchRun(target, plan, Bars(progress), check_alive, channel_setup or DEV_SETUP)
+        return uvloop.run(run.run())
 
 
 def show(report: BenchReport, json_out: bool) -> None:

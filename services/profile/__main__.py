@@ -37,7 +37,7 @@ def create_runtime(settings: ProfileSettings) -> ServiceRuntime:
         )
         servicer = (
             profile_pb2_grpc.add_ProfilesServicer_to_server,
-            ProfileServicer(stores, ctx.bus),
+            ProfileServicer(stores, ctx.bus, allow_http_push=settings.webpush_allow_http),
             SERVICE,
         )
         return Parts(servicers=[servicer], components=[consumer, keywords, feedback])

@@ -74,11 +74,13 @@ def stamped(event: pb.BehaviourEvent) -> pb.BehaviourEvent:
     return copy
 
 
-def bulk_problems(profiles: Iterable[pb.Profile], now: datetime) -> Iterator[tuple[str, str]]:
+def bulk_problems(
+    profiles: Iterable[pb.Profile], now: datetime, *, allow_http_push: bool = False
+) -> Iterator[tuple[str, str]]:
     """UpsertProfile's and SetConsent's rules per item, and no user id twice."""
     first: dict[str, int] = {}
     for i, p in enumerate(profiles):
-        for name, problem in validation.profile(p):
+        for name, problem in validation.profile(p, allow_http_push=allow_http_push):
             yield f"profiles[{i}]{name.removeprefix('profile')}", problem
         for j, c in enumerate(p.consents):
             yield from validation.consent(f"profiles[{i}].consents[{j}]", c, now)
@@ -88,14 +90,15 @@ def bulk_problems(profiles: Iterable[pb.Profile], now: datetime) -> Iterator[tup
 
 
 class ProfileServicer(profile_pb2_grpc.ProfilesServicer):
-    def __init__(self, stores: Stores, bus: Bus) -> None:
+    def __init__(self, stores: Stores, bus: Bus, *, allow_http_push: bool = False) -> None:
         self._s = stores
         self._bus = bus
+        self._allow_http_push = allow_http_push
 
     async def UpsertProfile(
         self, request: pb.UpsertProfileRequest, context: Ctx
     ) -> pb.UpsertProfileResponse:
-        check(validation.profile(request.profile))
+        check(validation.profile(request.profile, allow_http_push=self._allow_http_push))
         saved = await self._s.profiles.upsert(current_tenant(), request.profile, utcnow())
         return pb.UpsertProfileResponse(profile=saved)
 
@@ -103,7 +106,7 @@ class ProfileServicer(profile_pb2_grpc.ProfilesServicer):
         self, request: pb.UpsertProfilesRequest, context: Ctx
     ) -> pb.UpsertProfilesResponse:
         check(validation.count("profiles", request.profiles, MAX_PROFILES))
-        check(bulk_problems(request.profiles, utcnow()))
+        check(bulk_problems(request.profiles, utcnow(), allow_http_push=self._allow_http_push))
         upserted, added = await self._s.profiles.upsert_many(
             current_tenant(), request.profiles, utcnow()
         )

@@ -15,3 +15,7 @@ class ProfileSettings(ServiceSettings):
     # Candidate users per page of a topic or segment audience: what one plan
     # message resolves (and holds in memory) before it passes the rest on.
     audience_page_size: int = Field(5000, ge=1, le=20_000)
+    # Tests and local benches only: accept web push subscriptions on plain
+    # http (RFC 8030 push services are https; the web push worker's own
+    # SENDMESH_WEBPUSH_ALLOW_HTTP must allow sending to them too).
+    webpush_allow_http: bool = False

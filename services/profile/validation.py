@@ -63,7 +63,7 @@ def timestamp(field: str, ts: Timestamp) -> Problems:
         yield field, "not a valid timestamp"
 
 
-def profile(p: profile_pb2.Profile) -> Problems:
+def profile(p: profile_pb2.Profile, *, allow_http_push: bool = False) -> Problems:
     yield from user_id("profile.user_id", p.user_id)
     if p.timezone and p.timezone not in ZONES:
         yield "profile.timezone", f"unknown IANA time zone {p.timezone!r}"
@@ -76,8 +76,9 @@ def profile(p: profile_pb2.Profile) -> Problems:
         yield "profile.contacts.email", "not an email address"
     if p.contacts.phone and not E164.fullmatch(p.contacts.phone):
         yield "profile.contacts.phone", "an E.164 number such as +4366412345678"
+    schemes = ("https://", "http://") if allow_http_push else ("https://",)
     for i, sub in enumerate(p.contacts.webpush):
-        if not sub.endpoint.startswith("https://") or not sub.p256dh or not sub.auth:
+        if not sub.endpoint.startswith(schemes) or not sub.p256dh or not sub.auth:
             yield f"profile.contacts.webpush[{i}]", "an https endpoint with p256dh and auth keys"
     if p.HasField("quiet_hours"):
         yield from quiet_hours("profile.quiet_hours", p.quiet_hours)
