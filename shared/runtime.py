@@ -75,6 +75,7 @@ class Context:
             handle,
             prefetch=s.prefetch,
             batch_size=s.batch_size,
+            max_batch_bytes=s.batch_max_bytes,
             max_attempts=s.max_attempts,
             linger_s=linger_s,
         )

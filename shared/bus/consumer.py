@@ -42,6 +42,8 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 M = TypeVar("M")
+# Handled batches whose output may wait for publisher confirms at once.
+PIPELINED_BATCHES = 4
 Handler = Callable[[list[M]], Awaitable[list[Outbound]]]
 
 
@@ -96,6 +98,7 @@ class BatchConsumer(Generic[M]):
         *,
         prefetch: int = 512,
         batch_size: int = 256,
+        max_batch_bytes: int = 1_000_000,
         max_attempts: int = 8,
         linger_s: float = 0.0,
     ) -> None:
@@ -106,6 +109,7 @@ class BatchConsumer(Generic[M]):
         self._handle = handle
         self._prefetch = prefetch
         self._batch_size = batch_size
+        self._max_batch_bytes = max_batch_bytes
         self._max_attempts = max_attempts
         # 0 for stages on the delivery path. A consumer whose output is not
         # latency-critical (status folding) waits this long to fill a batch:
@@ -118,6 +122,8 @@ class BatchConsumer(Generic[M]):
         self._tag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._in_flight = metrics.CONSUMER_IN_FLIGHT.labels(self.queue_name)
+        self._window = asyncio.Semaphore(PIPELINED_BATCHES)
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._channel = await self.bus.consume_channel(self._prefetch)
@@ -152,6 +158,15 @@ class BatchConsumer(Generic[M]):
             await self._channel.close()
 
     async def _run(self) -> None:
+        try:
+            await self._consume_batches()
+        finally:
+            # Drained on stop: every batch handed to the broker is confirmed
+            # and acked (or requeued) before the consumer says it has stopped.
+            if self._finishing:
+                await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    async def _consume_batches(self) -> None:
         stopping = False
         while not stopping:
             batch, stopping = await self._take_batch()
@@ -171,19 +186,25 @@ class BatchConsumer(Generic[M]):
             metrics.CONSUMER_HANDLING.labels(self.queue_name).observe(time.perf_counter() - start)
 
     async def _take_batch(self) -> tuple[list[AbstractIncomingMessage], bool]:
-        """Whatever is waiting, up to batch_size (after lingering, if set); and
-        whether the stop sentinel was reached."""
+        """Whatever is waiting, up to batch_size messages or max_batch_bytes of
+        bodies (after lingering, if set); and whether the stop sentinel was reached."""
         first = await self._buffer.get()
         if first is None:
             return [], True
         if self._linger_s > 0 and self._buffer.qsize() < self._batch_size:
             await asyncio.sleep(self._linger_s)
         batch = [first]
-        while len(batch) < self._batch_size and not self._buffer.empty():
+        size = len(first.body)
+        while (
+            len(batch) < self._batch_size
+            and size < self._max_batch_bytes
+            and not self._buffer.empty()
+        ):
             item = self._buffer.get_nowait()
             if item is None:
                 return batch, True
             batch.append(item)
+            size += len(item.body)
         return batch, False
 
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
@@ -205,8 +226,29 @@ class BatchConsumer(Generic[M]):
             for message, body in decoded:  # isolate the one that fails
                 await self._process_alone(message, body)
             return
-        if await self._publish_or_requeue(outs, [m for m, _ in decoded]):
-            await self._settle([m for m, _ in decoded], outcome="ok")
+        await self._finish_later(outs, [m for m, _ in decoded])
+
+    async def _finish_later(
+        self, outs: list[Outbound], messages: list[AbstractIncomingMessage]
+    ) -> None:
+        """Publish a handled batch's output and ack it, while the next batch is
+        handled: waiting for publisher confirms (a quorum queue's fsync) no
+        longer stalls the stage. Handling stays in order, one batch at a time;
+        at most PIPELINED_BATCHES wait for their confirms."""
+        await self._window.acquire()
+        task = asyncio.create_task(self._finish(outs, messages))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, outs: list[Outbound], messages: list[AbstractIncomingMessage]) -> None:
+        try:
+            if await self._publish_or_requeue(outs, messages):
+                await self._settle(messages, outcome="ok")
+        except Exception:
+            log.exception("finish_crashed", queue=self.queue_name, size=len(messages))
+            await self._settle(messages, requeue=True, outcome="requeued")
+        finally:
+            self._window.release()
 
     async def _process_alone(self, message: AbstractIncomingMessage, body: M) -> None:
         try:
