@@ -10,21 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sendmesh.eligibility.v1 import eligibility_pb2 as epb
-from sendmesh.eligibility.v1 import eligibility_pb2_grpc
 from sendmesh.intent.v1 import intent_pb2
-from sendmesh.profile.v1 import profile_pb2_grpc
 
-from services.eligibility.__main__ import create_runtime as eligibility_runtime
-from services.eligibility.settings import EligibilitySettings
-from services.profile.__main__ import create_runtime as profile_runtime
-from services.profile.settings import ProfileSettings
-from services.sms.__main__ import create_runtime as sms_runtime
 from shared.bus import topology
 from shared.bus.topology import Topology
-from tests.conftest import TEST_RETRY_DELAYS, Tenants, running
+from tests.conftest import TEST_RETRY_DELAYS, Tenants
 from tests.integration.bus_helpers import publish_to_stage
 from tests.integration.channels.support import (
     consumed,
@@ -33,14 +25,12 @@ from tests.integration.channels.support import (
     eventually,
     take_all,
 )
-from tests.integration.grpc_helpers import channel_to
 from tests.integration.sms.test_webhook import (
-    HASH_KEY,
     PHONE,
     TOKEN,
-    Hooks,
     Mesh,
     owner_of_the_number,
+    sms_mesh,
     sms_settings,
     until,
 )
@@ -72,25 +62,8 @@ async def mesh(
         sms_account_sid=ACCOUNT_SID,
         sms_from_number=FROM,
     )
-    profile = profile_runtime(make_settings(ProfileSettings))
-    eligibility = eligibility_runtime(
-        make_settings(EligibilitySettings, suppression_hash_key=HASH_KEY)
-    )
-    async with (
-        running(profile),
-        running(eligibility),
-        running(sms_runtime(settings)),
-        httpx.AsyncClient() as http,
-        channel_to(profile.port) as to_profile,
-        channel_to(eligibility.port) as to_eligibility,
-    ):
-        yield Mesh(
-            Hooks(f"http://127.0.0.1:{settings.webhook_port}", http),
-            profile_pb2_grpc.ProfilesStub(to_profile),
-            eligibility_pb2_grpc.EligibilityStub(to_eligibility),
-            tenants,
-            namespace,
-        )
+    async with sms_mesh(make_settings, tenants, namespace, settings) as running_mesh:
+        yield running_mesh
 
 
 async def test_a_send_refused_because_the_person_texted_stop_withdraws_consent_and_lists_the_number(

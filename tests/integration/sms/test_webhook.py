@@ -6,6 +6,7 @@ request publishes nothing, and a status callback reports the carrier's answer.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -100,11 +101,11 @@ def sms_settings(make_settings: Callable[..., Any], **values: Any) -> SmsSetting
     return make_settings(SmsSettings, **values)
 
 
-@pytest.fixture
-async def mesh(
-    make_settings: Callable[..., Any], tenants: Tenants, namespace: str
+@contextlib.asynccontextmanager
+async def sms_mesh(
+    make_settings: Callable[..., Any], tenants: Tenants, namespace: str, settings: SmsSettings
 ) -> AsyncIterator[Mesh]:
-    settings = sms_settings(make_settings)
+    """The sms worker with `settings`, and the real profile and eligibility."""
     profile = profile_runtime(make_settings(ProfileSettings))
     eligibility = eligibility_runtime(
         make_settings(EligibilitySettings, suppression_hash_key=HASH_KEY)
@@ -117,14 +118,22 @@ async def mesh(
         channel_to(profile.port) as to_profile,
         channel_to(eligibility.port) as to_eligibility,
     ):
-        hooks = Hooks(f"http://127.0.0.1:{settings.webhook_port}", http)
         yield Mesh(
-            hooks,
+            Hooks(f"http://127.0.0.1:{settings.webhook_port}", http),
             profile_pb2_grpc.ProfilesStub(to_profile),
             eligibility_pb2_grpc.EligibilityStub(to_eligibility),
             tenants,
             namespace,
         )
+
+
+@pytest.fixture
+async def mesh(
+    make_settings: Callable[..., Any], tenants: Tenants, namespace: str
+) -> AsyncIterator[Mesh]:
+    settings = sms_settings(make_settings)
+    async with sms_mesh(make_settings, tenants, namespace, settings) as running_mesh:
+        yield running_mesh
 
 
 async def owner_of_the_number(mesh: Mesh, user: str = "u1") -> None:
