@@ -163,9 +163,9 @@ WEBHOOK_REQUESTS = Counter(
 BUILD_INFO = Info("sendmesh_build", "Version of the running service.")
 
 
-def count_decision(stage: str, outcome: str, reason: str) -> None:
+def count_decision(stage: str, outcome: str, reason: str, n: int = 1) -> None:
     # Guard the label set: an unknown reason would be a new series per typo.
-    DECISIONS.labels(stage, outcome, reason if reason in reasons.ALL else "other").inc()
+    DECISIONS.labels(stage, outcome, reason if reason in reasons.ALL else "other").inc(n)
 
 
 def observe_sent(channel: str, accepted: datetime, due: datetime | None, sent: datetime) -> None:

@@ -10,7 +10,7 @@ bounces) as one FeedbackBatch in the same confirmed publish.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels import feedback, store
 from services.channels.outcomes import RECORD_STATE, Action, action_for
-from services.channels.prepare import prepare
+from services.channels.prepare import ContentCache, prepare
 from services.channels.provider import OutgoingMessage, Provider, SendResult, transient
 from services.channels.ratelimit import TokenBucket, chunks
 from services.channels.recheck import BehaviourRecheck
@@ -30,7 +30,7 @@ from shared.bus import topology
 from shared.bus.consumer import dead_letter, retry_later
 from shared.bus.publisher import Bus, Outbound, to_events, to_stage
 from shared.clock import from_timestamp, now_timestamp, utcnow
-from shared.envelopes import State, StateValue
+from shared.envelopes import STATE_NAMES, State, StateValue
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 
@@ -40,16 +40,17 @@ Envelope = envelope_pb2.Envelope
 Delivery = envelope_pb2.Delivery
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One delivery of one consumed envelope."""
 
     env: Envelope
     delivery: Delivery
+    # Read many times per delivery: worked out once.
+    key: store.DeliveryKey = field(init=False)
 
-    @property
-    def key(self) -> store.DeliveryKey:
-        return (self.env.tenant_id, self.delivery.delivery_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.env.tenant_id, self.delivery.delivery_id))
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Report:
     released: list[envelope_pb2.DeliveryEvent] = field(default_factory=list)
     # Hard bounces and the like: published with the events, before the ack.
     feedback: list[feedback_pb2.Feedback] = field(default_factory=list)
+    # Metric updates, added up over the batch: one .inc(n) per label set.
+    counts: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[tuple[StateValue, str]] = field(default_factory=Counter)
+    # One decision per (state, reason, detail) per batch: made at the same moment.
+    made: dict[tuple[StateValue, str, str], intent_pb2.Decision] = field(default_factory=dict)
 
 
 def replayed_at(delivery: Delivery) -> datetime | None:
@@ -102,7 +108,7 @@ class ChannelWorker:
         items = await self._still_wanted(items, report)
         claimed = await self._claim(items, report)
         to_send = [item for item in items if item.key in claimed]
-        results = await self._send(to_send)
+        results = await self._send(to_send, report)
         actions = {
             item.key: action_for(results[item.key], claimed[item.key], self.max_attempts)
             for item in to_send
@@ -110,8 +116,13 @@ class ChannelWorker:
         await self._record(to_send, results, actions)
         await self._prune_gone(to_send, results)
         self._collect_feedback(to_send, results, report)
+        sent_at = utcnow()
         for item in to_send:
-            self._report(item, results[item.key], actions[item.key], claimed[item.key], report)
+            action = actions[item.key]
+            self._report(item, results[item.key], action, claimed[item.key], report)
+            if action == "sent":
+                self._observe_latency(item, sent_at)
+        self._flush_metrics(report)
         return self._outbound(report)
 
     async def _not_cancelled(self, batch: list[Envelope], report: Report) -> list[Item]:
@@ -125,10 +136,10 @@ class ChannelWorker:
             for delivery in env.deliveries:
                 item = Item(env, delivery)
                 if item.key in seen:
-                    self._count("duplicate")  # the same envelope twice in one batch
+                    report.counts["duplicate"] += 1  # the same envelope twice in one batch
                 elif (env.tenant_id, env.intent_id) in cancelled:
                     self._event(item, State.DELIVERY_STATE_CANCELLED, reasons.CANCELLED, report)
-                    self._count("cancelled")
+                    report.counts["cancelled"] += 1
                 else:
                     items.append(item)
                 seen.add(item.key)
@@ -148,7 +159,7 @@ class ChannelWorker:
             state = State.DELIVERY_STATE_SUPPRESSED
             self._event(item, state, reasons.EXCLUDED_BY_RULE, report, detail)
             report.released.append(report.events[-1])
-            self._count("excluded")
+            report.counts["excluded"] += 1
         return kept
 
     async def _claim(self, items: list[Item], report: Report) -> dict[store.DeliveryKey, int]:
@@ -160,7 +171,7 @@ class ChannelWorker:
         for item in items:
             if item.key not in claimed:
                 self._report_again(item, report)
-                self._count("duplicate")
+                report.counts["duplicate"] += 1
         return claimed
 
     def _report_again(self, item: Item, report: Report) -> None:
@@ -178,12 +189,13 @@ class ChannelWorker:
             envelopes.event_for(item.env, item.delivery, dec, provider=self.provider.name)
         )
 
-    async def _send(self, items: list[Item]) -> dict[store.DeliveryKey, SendResult]:
+    async def _send(self, items: list[Item], report: Report) -> dict[store.DeliveryKey, SendResult]:
         """Each item's result: unsendable ones fail here, the rest go to the provider."""
         results: dict[store.DeliveryKey, SendResult] = {}
         messages: dict[str, tuple[Item, OutgoingMessage]] = {}
+        cache: ContentCache = {}
         for item in items:
-            prepared = prepare(item.env, item.delivery, self.channel)
+            prepared = prepare(item.env, item.delivery, self.channel, cache)
             if isinstance(prepared, SendResult):
                 results[item.key] = prepared
             else:
@@ -283,7 +295,6 @@ class ChannelWorker:
     ) -> None:
         if action == "sent":
             self._event(item, State.DELIVERY_STATE_SENT, reasons.SENT, report)
-            self._observe_latency(item)
         elif action == "failed":
             reason = result.reason or reasons.PROVIDER_ERROR
             self._event(item, State.DELIVERY_STATE_FAILED, reason, report, result.detail)
@@ -296,15 +307,42 @@ class ChannelWorker:
             self._event(item, State.DELIVERY_STATE_DEAD, reasons.MAX_ATTEMPTS, report, detail)
             report.released.append(report.events[-1])
             report.dead[id(item.env)].append((item, result, attempts))
-        self._count({"retry": "retried"}.get(action, action))
+        report.counts[{"retry": "retried"}.get(action, action)] += 1
 
     def _event(
         self, item: Item, state: StateValue, reason: str, report: Report, detail: str = ""
     ) -> None:
-        dec = envelopes.decision(self.channel, state, reason, detail)
+        # Not envelopes.decision/event_for: on a fan-out this runs for every
+        # delivery, so the decision is made once per batch and counted at the end,
+        # and the trail is the delivery's decisions as they are (the new decision
+        # is never among them).
+        dec = report.made.get((state, reason, detail))
+        if dec is None:
+            dec = intent_pb2.Decision(
+                stage=self.channel, state=state, reason=reason, detail=detail, at=now_timestamp()
+            )
+            report.made[(state, reason, detail)] = dec
+        report.decisions[(state, reason)] += 1
+        env, delivery = item.env, item.delivery
         report.events.append(
-            envelopes.event_for(item.env, item.delivery, dec, provider=self.provider.name)
+            envelope_pb2.DeliveryEvent(
+                tenant_id=env.tenant_id,
+                intent_id=env.intent_id,
+                delivery_id=delivery.delivery_id,
+                user_id=delivery.user_id,
+                channel=delivery.channel,
+                decision=dec,
+                accepted_at=env.accepted_at,
+                provider=self.provider.name,
+                trail=delivery.decisions,
+            )
         )
+
+    def _flush_metrics(self, report: Report) -> None:
+        for outcome, n in report.counts.items():
+            self._count(outcome, n)
+        for (state, reason), n in report.decisions.items():
+            metrics.count_decision(self.channel, STATE_NAMES.get(state, "unknown"), reason, n)
 
     def _outbound(self, report: Report) -> list[Outbound]:
         outs = [self._retry(group, attempts) for (_, attempts), group in report.retries.items()]
@@ -345,10 +383,10 @@ class ChannelWorker:
         if n:
             metrics.DELIVERIES.labels(self.channel, self.provider.name, outcome).inc(n)
 
-    def _observe_latency(self, item: Item) -> None:
+    def _observe_latency(self, item: Item, sent_at: datetime) -> None:
         if item.env.HasField("accepted_at"):
             accepted = from_timestamp(item.env.accepted_at)
-            metrics.observe_sent(self.channel, accepted, due_at(item.delivery), utcnow())
+            metrics.observe_sent(self.channel, accepted, due_at(item.delivery), sent_at)
 
 
 def due_at(delivery: Delivery) -> datetime | None:

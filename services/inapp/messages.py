@@ -9,14 +9,14 @@ from sendmesh.inapp.v1 import inbox_pb2
 
 from services.channels.provider import OutgoingMessage
 from services.inapp.states import Mark, Target
-from services.inapp.store import Counts, InboxMessage
+from services.inapp.store import Counts, InboxMessage, NewInboxRow
 from shared.clock import to_timestamp
 from shared.ids import new_id
 
 
-def inbox_row(message: OutgoingMessage, now: datetime) -> InboxMessage:
+def inbox_row(message: OutgoingMessage, now: datetime) -> NewInboxRow:
     content = message.content
-    return InboxMessage(
+    return NewInboxRow(
         message_id=new_id(),
         tenant_id=message.tenant_id,
         user_id=message.user_id,
@@ -31,7 +31,7 @@ def inbox_row(message: OutgoingMessage, now: datetime) -> InboxMessage:
     )
 
 
-def to_proto(row: InboxMessage) -> inbox_pb2.InboxMessage:
+def to_proto(row: InboxMessage | NewInboxRow) -> inbox_pb2.InboxMessage:
     message = inbox_pb2.InboxMessage(
         message_id=row.message_id,
         user_id=row.user_id,

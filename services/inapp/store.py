@@ -66,6 +66,30 @@ class InboxMessage(SQLModel, table=True):
 TABLES: tuple[type[SQLModel], ...] = (InboxMessage,)
 
 
+@dataclass(frozen=True, slots=True)
+class NewInboxRow:
+    """A message about to be inserted: the same columns as InboxMessage, without
+    SQLModel's validation, which cost more than the insert itself on a fan-out."""
+
+    message_id: str
+    tenant_id: str
+    user_id: str
+    delivery_id: str
+    intent_id: str
+    category: str
+    title: str
+    body: str
+    action_url: str
+    data: dict[str, Any]
+    created_at: datetime
+    seen_at: datetime | None = None
+    read_at: datetime | None = None
+    archived_at: datetime | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
 @dataclass(frozen=True)
 class Position:
     """Where a page ends: the last message shown (feed order is created_at, message_id)."""
@@ -99,12 +123,14 @@ def _message(row: Any) -> InboxMessage:
     return message
 
 
-async def insert_new(engine: AsyncEngine, messages: Sequence[InboxMessage]) -> set[tuple[str, str]]:
+async def insert_new(
+    engine: AsyncEngine, messages: Sequence[NewInboxRow | InboxMessage]
+) -> set[tuple[str, str]]:
     """Insert the batch in one statement; returns the (tenant, delivery id) pairs that were new."""
     if not messages:
         return set()
     table = _table()
-    rows = [m.model_dump() for m in messages]
+    rows = [m.as_row() if isinstance(m, NewInboxRow) else m.model_dump() for m in messages]
     async with write(engine) as conn:
         stmt = insert_ignore(conn, table).returning(table.c.tenant_id, table.c.delivery_id)
         result = await conn.execute(stmt, rows)

@@ -356,17 +356,19 @@ class IntakeStore:
         """Fold a batch of events into current state and history: two statements."""
         if not events:
             return
-        latest: dict[str, envelope_pb2.DeliveryEvent] = {}
+        latest: dict[str, tuple[envelope_pb2.DeliveryEvent, datetime]] = {}
         for event in events:
+            at = _at(event)
             seen = latest.get(event.delivery_id)
             if seen is None or lifecycle.supersedes(
-                event.decision.state, _at(event), seen.decision.state, _at(seen)
+                event.decision.state, at, seen[0].decision.state, seen[1]
             ):
-                latest[event.delivery_id] = event
-        history = [row for event in events for row in _history_rows(event)]
+                latest[event.delivery_id] = (event, at)
         async with write(self.engine) as conn:
-            await conn.execute(_upsert_current(conn), [_current_row(e) for e in latest.values()])
-            await conn.execute(insert_ignore(conn, DecisionRow), history)
+            await conn.execute(
+                _upsert_current(conn), [_current_row(e, at) for e, at in latest.values()]
+            )
+            await conn.execute(insert_ignore(conn, DecisionRow), _history(events))
 
 
 def _not_completed() -> ColumnElement[bool]:
@@ -395,7 +397,7 @@ def _at(event: envelope_pb2.DeliveryEvent) -> datetime:
     return event.decision.at.ToDatetime(tzinfo=UTC)
 
 
-def _current_row(event: envelope_pb2.DeliveryEvent) -> dict[str, object]:
+def _current_row(event: envelope_pb2.DeliveryEvent, at: datetime) -> dict[str, object]:
     dec = event.decision
     return {
         "delivery_id": event.delivery_id,
@@ -407,7 +409,7 @@ def _current_row(event: envelope_pb2.DeliveryEvent) -> dict[str, object]:
         "reason": dec.reason,
         "stage": dec.stage,
         "detail": dec.detail,
-        "at": _at(event),
+        "at": at,
         "not_before": _not_before(dec),
     }
 
@@ -435,21 +437,33 @@ def _upsert_current(conn: AsyncConnection) -> Insert:
     )
 
 
-def _history_rows(event: envelope_pb2.DeliveryEvent) -> list[dict[str, object]]:
-    return [
-        {
-            "tenant_id": event.tenant_id,
-            "intent_id": event.intent_id,
-            "delivery_id": event.delivery_id,
-            "stage": d.stage,
-            "state": d.state,
-            "reason": d.reason,
-            "detail": d.detail,
-            "at": d.at.ToDatetime(tzinfo=UTC),
-            "not_before": _not_before(d),
-        }
-        for d in [*event.trail, event.decision]
-    ]
+def _history(events: Sequence[envelope_pb2.DeliveryEvent]) -> list[dict[str, object]]:
+    """Every decision of the batch once. Events carry their delivery's trail, so
+    one delivery's earlier decisions come again with each later event; the
+    first copy is the one the insert would keep (uq_decision), so dropping the
+    rest here only saves converting and sending them."""
+    rows: list[dict[str, object]] = []
+    seen: set[tuple[str, str, int]] = set()
+    for event in events:
+        for d in [*event.trail, event.decision]:
+            key = (event.delivery_id, d.stage, d.state)
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(
+                {
+                    "tenant_id": event.tenant_id,
+                    "intent_id": event.intent_id,
+                    "delivery_id": event.delivery_id,
+                    "stage": d.stage,
+                    "state": d.state,
+                    "reason": d.reason,
+                    "detail": d.detail,
+                    "at": d.at.ToDatetime(tzinfo=UTC),
+                    "not_before": _not_before(d),
+                }
+            )
+    return rows
 
 
 def _not_before(decision: intent_pb2.Decision) -> datetime | None:

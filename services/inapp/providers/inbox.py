@@ -39,7 +39,7 @@ class InboxProvider:
         await self._announce(fresh)
         return [sent(r.delivery_id, ids.get((r.tenant_id, r.delivery_id), "")) for r in rows]
 
-    async def _announce(self, rows: list[store.InboxMessage]) -> None:
+    async def _announce(self, rows: list[store.NewInboxRow]) -> None:
         """Tell every replica's watchers; the inbox row is the record, this is a courtesy."""
         by_tenant: dict[str, list[inbox_pb2.InboxEvent]] = defaultdict(list)
         for row in rows:
