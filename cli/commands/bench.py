@@ -25,7 +25,6 @@ from cli.console import emit_json, err, fail, out
 from cli.launcher import MeshError
 from cli.mesh import (
     DEFAULT_AMQP_URL,
-    DEFAULT_BASE_PORT,
     DEFAULT_HOST,
     DEFAULT_NAMESPACE,
     SERVICE_NAMES,
@@ -35,8 +34,14 @@ from shared.settings import ServiceSettings
 
 # The bare relay uses the prefetch the mesh's consumers use.
 MESH_PREFETCH: int = ServiceSettings.model_fields["prefetch"].default
-DEFAULT_PROFILE = f"{DEFAULT_HOST}:{DEFAULT_BASE_PORT + SERVICE_NAMES.index('profile')}"
-DEFAULT_FREQUENCY = f"{DEFAULT_HOST}:{DEFAULT_BASE_PORT + SERVICE_NAMES.index('frequency')}"
+
+
+def beside_intake(intake: str, service: str) -> str:
+    """A service's address in the mesh whose intake is at `intake`: `sendmesh
+    run` gives each service the next port in SERVICE_NAMES order."""
+    host, _, port = intake.rpartition(":")
+    offset = SERVICE_NAMES.index(service) - SERVICE_NAMES.index("intake")
+    return f"{host or DEFAULT_HOST}:{int(port) + offset}"
 
 
 def bench(
@@ -84,11 +89,19 @@ def bench(
     ),
     intake: IntakeAddr = DEFAULT_INTAKE,
     profile: Annotated[
-        str, typer.Option("--profile", help="With --no-start-mesh: profile gRPC address.")
-    ] = DEFAULT_PROFILE,
+        str | None,
+        typer.Option(
+            "--profile",
+            help="With --no-start-mesh: profile gRPC address (default: beside --intake).",
+        ),
+    ] = None,
     frequency: Annotated[
-        str, typer.Option("--frequency", help="With --no-start-mesh: frequency gRPC address.")
-    ] = DEFAULT_FREQUENCY,
+        str | None,
+        typer.Option(
+            "--frequency",
+            help="With --no-start-mesh: frequency gRPC address (default: beside --intake).",
+        ),
+    ] = None,
     api_key: ApiKey = None,
     var_dir: VarDir = DEFAULT_VAR_DIR,
 ) -> None:
@@ -116,7 +129,14 @@ def bench(
                 report = with_peer_channels(report, amqp_url, plan)
         else:
             key = existing_key(api_key, var_dir)
-            target = Target(intake, amqp_url, namespace, key, profile, frequency)
+            target = Target(
+                intake,
+                amqp_url,
+                namespace,
+                key,
+                profile or beside_intake(intake, "profile"),
+                frequency or beside_intake(intake, "frequency"),
+            )
             report = run_with_progress(target, plan, lambda: None, RUNNING_SETUP)
     except (MeshError, BenchError, FanoutError) as why:
         fail(str(why))

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from cli.commands.bench import beside_intake
 from cli.commands.keys import api_keys_line
 from cli.commands.run import exit_lines
 from cli.main import app
-from cli.mesh import free_port_block
+from cli.mesh import SERVICE_NAMES, free_port_block
 from shared.auth import hash_api_key
 
 runner = CliRunner()
@@ -66,3 +67,12 @@ def test_exit_report_says_how_each_service_ended():
         "sms was killed (SIGKILL)",
         "email exited with code 3",
     ]
+
+
+def test_bench_finds_profile_and_frequency_beside_a_running_meshs_intake():
+    intake_port = 51051
+    offset = SERVICE_NAMES.index("profile") - SERVICE_NAMES.index("intake")
+    assert beside_intake(f"127.0.0.1:{intake_port}", "profile") == (
+        f"127.0.0.1:{intake_port + offset}"
+    )
+    assert beside_intake(f"127.0.0.1:{intake_port}", "intake") == f"127.0.0.1:{intake_port}"
