@@ -33,6 +33,7 @@ from cli.bench.stats import summarize
 from cli.intents import ChannelName
 from cli.mesh import MeshConfig, service_env
 from services.email.settings import EmailSettings
+from services.profile.settings import ProfileSettings
 from services.sms.settings import SmsSettings
 from services.webpush.settings import WebPushSettings
 from shared.settings import ServiceSettings
@@ -140,14 +141,18 @@ def test_the_peer_env_is_accepted_by_each_channels_settings(
         "email": EmailSettings,
         "sms": SmsSettings,
         "webpush": WebPushSettings,
+        "profile": ProfileSettings,
     }
     for channel, cls in classes.items():
         with monkeypatch.context() as m:
             for name, value in env[channel].items():
                 m.setenv(name, value)
             settings = cls()
-        assert settings.model_dump()["provider"] == env[channel]["SENDMESH_PROVIDER"]
-    assert set(env) == {c.value for c in PEER_CHANNELS}
+        if channel == "profile":  # accepts the peer's http push subscriptions
+            assert settings.model_dump()["webpush_allow_http"] is True
+        else:
+            assert settings.model_dump()["provider"] == env[channel]["SENDMESH_PROVIDER"]
+    assert set(env) == {c.value for c in PEER_CHANNELS} | {"profile"}
 
 
 def test_extra_env_reaches_only_its_service_and_wins_over_the_inherited(tmp_path: Path):
