@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sendmesh.bus.v1 import envelope_pb2
-from sendmesh.intent.v1 import intent_pb2
 from sqlalchemy import (
     Index,
     LargeBinary,
@@ -21,12 +20,14 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    literal_column,
     not_,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
@@ -35,7 +36,7 @@ from sqlmodel import Column, Field, SQLModel, col
 from services.intake import lifecycle
 from shared.bus.topology import EVENTS_CANCELLED_KEY as CANCELLED_KEY
 from shared.bus.topology import PLAN as PLAN_STAGE
-from shared.db import insert_ignore, is_postgres, table_of, utc_field, write
+from shared.db import DriverTimes, TupleInsert, insert_ignore, table_of, utc_field, write
 
 
 class IntentRow(SQLModel, table=True):
@@ -356,19 +357,18 @@ class IntakeStore:
         """Fold a batch of events into current state and history: two statements."""
         if not events:
             return
+        times = DriverTimes(self.engine.dialect)
         latest: dict[str, tuple[envelope_pb2.DeliveryEvent, datetime]] = {}
         for event in events:
-            at = _at(event)
+            at = times.aware(event.decision.at)
             seen = latest.get(event.delivery_id)
             if seen is None or lifecycle.supersedes(
                 event.decision.state, at, seen[0].decision.state, seen[1]
             ):
                 latest[event.delivery_id] = (event, at)
         async with write(self.engine) as conn:
-            await conn.execute(
-                _upsert_current(conn), [_current_row(e, at) for e, at in latest.values()]
-            )
-            await conn.execute(insert_ignore(conn, DecisionRow), _history(events))
+            await _CURRENT.run(conn, [_current_row(e, times) for e, _ in latest.values()])
+            await _HISTORY.run(conn, _history(events, times))
 
 
 def _not_completed() -> ColumnElement[bool]:
@@ -393,38 +393,35 @@ async def _insert_returning(
     return [OutboxMessage(*row) for row in (await conn.execute(stmt, rows)).all()]
 
 
-def _at(event: envelope_pb2.DeliveryEvent) -> datetime:
-    return event.decision.at.ToDatetime(tzinfo=UTC)
-
-
-def _current_row(event: envelope_pb2.DeliveryEvent, at: datetime) -> dict[str, object]:
+def _current_row(event: envelope_pb2.DeliveryEvent, times: DriverTimes) -> tuple[Any, ...]:
     dec = event.decision
-    return {
-        "delivery_id": event.delivery_id,
-        "tenant_id": event.tenant_id,
-        "intent_id": event.intent_id,
-        "user_id": event.user_id,
-        "channel": event.channel,
-        "state": dec.state,
-        "reason": dec.reason,
-        "stage": dec.stage,
-        "detail": dec.detail,
-        "at": at,
-        "not_before": _not_before(dec),
-    }
+    return (
+        event.delivery_id,
+        event.tenant_id,
+        event.intent_id,
+        event.user_id,
+        event.channel,
+        dec.state,
+        dec.reason,
+        dec.stage,
+        dec.detail,
+        times.driver(dec.at),
+        times.driver(dec.not_before) if dec.HasField("not_before") else None,
+    )
 
 
-def _upsert_current(conn: AsyncConnection) -> Insert:
+def _upsert_current(dialect: Dialect) -> Insert:
     """Insert, or replace the current decision when `lifecycle.supersedes` says so.
 
     The rule lives in the statement itself, so replicas folding events for
     the same delivery at the same time cannot lose an update.
     """
     table = table_of(DeliveryRow)
-    ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+    ins = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
     new, cur = ins.excluded, table.c
-    # Plain equalities: an expanding IN cannot be used with executemany.
-    final = sorted(lifecycle.FINAL)
+    # Plain equalities with the states written out: an expanding IN cannot be
+    # used with executemany, and bound constants would join the row's values.
+    final: list[ColumnElement[Any]] = [literal_column(str(int(s))) for s in sorted(lifecycle.FINAL)]
     new_final = or_(*(new.state == s for s in final))
     cur_final = or_(*(cur.state == s for s in final))
     wins = or_(
@@ -437,34 +434,65 @@ def _upsert_current(conn: AsyncConnection) -> Insert:
     )
 
 
-def _history(events: Sequence[envelope_pb2.DeliveryEvent]) -> list[dict[str, object]]:
+_CURRENT = TupleInsert(
+    _upsert_current,
+    (
+        "delivery_id",
+        "tenant_id",
+        "intent_id",
+        "user_id",
+        "channel",
+        "state",
+        "reason",
+        "stage",
+        "detail",
+        "at",
+        "not_before",
+    ),
+)
+_HISTORY = TupleInsert(
+    lambda dialect: insert_ignore(dialect, DecisionRow),
+    (
+        "tenant_id",
+        "intent_id",
+        "delivery_id",
+        "stage",
+        "state",
+        "reason",
+        "detail",
+        "at",
+        "not_before",
+    ),
+)
+
+
+def _history(
+    events: Sequence[envelope_pb2.DeliveryEvent], times: DriverTimes
+) -> list[tuple[Any, ...]]:
     """Every decision of the batch once. Events carry their delivery's trail, so
     one delivery's earlier decisions come again with each later event; the
     first copy is the one the insert would keep (uq_decision), so dropping the
     rest here only saves converting and sending them."""
-    rows: list[dict[str, object]] = []
+    rows: list[tuple[Any, ...]] = []
     seen: set[tuple[str, str, int]] = set()
     for event in events:
+        delivery_id = event.delivery_id
         for d in [*event.trail, event.decision]:
-            key = (event.delivery_id, d.stage, d.state)
+            key = (delivery_id, d.stage, d.state)
             if key in seen:
                 continue
             seen.add(key)
             rows.append(
-                {
-                    "tenant_id": event.tenant_id,
-                    "intent_id": event.intent_id,
-                    "delivery_id": event.delivery_id,
-                    "stage": d.stage,
-                    "state": d.state,
-                    "reason": d.reason,
-                    "detail": d.detail,
-                    "at": d.at.ToDatetime(tzinfo=UTC),
-                    "not_before": _not_before(d),
-                }
+                (
+                    event.tenant_id,
+                    event.intent_id,
+                    delivery_id,
+                    d.stage,
+                    d.state,
+                    d.reason,
+                    d.detail,
+                    times.driver(d.at),
+                    times.driver(d.not_before) if d.HasField("not_before") else None,
+                )
             )
     return rows
-
-
-def _not_before(decision: intent_pb2.Decision) -> datetime | None:
-    return decision.not_before.ToDatetime(tzinfo=UTC) if decision.HasField("not_before") else None
