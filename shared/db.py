@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlmodel import Field, SQLModel
 
 from shared.logs import get_logger
@@ -196,20 +196,21 @@ def is_postgres(conn: AsyncConnection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-class TupleInsert:
-    """An INSERT run over many rows given as plain tuples, for hot paths.
+class TupleStatement:
+    """An INSERT or UPDATE run over many rows given as plain tuples, for hot paths.
 
     `conn.execute(stmt, dicts)` costs tens of microseconds per row in
     SQLAlchemy (parameter dicts, type processing); this statement is compiled
     once per dialect and its rows go straight to the driver's executemany.
-    Rows hold `columns` in that order (the table's column order: checked when
-    compiling) with values already in the driver's form, e.g. from
-    `DriverTimes`.
+    Rows hold `params` in the order the compiled statement takes them (an
+    INSERT's columns in table order; an UPDATE's SET, then WHERE bind names:
+    checked when compiling) with values already in the driver's form, e.g.
+    from `DriverTimes` or `driver_value`.
     """
 
-    def __init__(self, build: Callable[[Dialect], Insert], columns: Sequence[str]) -> None:
+    def __init__(self, build: Callable[[Dialect], UpdateBase], params: Sequence[str]) -> None:
         self._build = build
-        self.columns = tuple(columns)
+        self.params = tuple(params)
         self._sql: dict[str, str] = {}
 
     async def run(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
@@ -219,12 +220,21 @@ class TupleInsert:
     def _compiled(self, dialect: Dialect) -> str:
         sql = self._sql.get(dialect.name)
         if sql is None:
-            compiled = self._build(dialect).compile(dialect=dialect, column_keys=list(self.columns))
+            stmt = self._build(dialect)
+            keys = list(self.params) if isinstance(stmt, Insert) else None
+            compiled = stmt.compile(dialect=dialect, column_keys=keys)
             order = tuple(compiled.positiontup or ())
-            if order != self.columns:
-                raise ValueError(f"columns {self.columns} do not match the statement's {order}")
+            if order != self.params:
+                raise ValueError(f"params {self.params} do not match the statement's {order}")
             sql = self._sql[dialect.name] = compiled.string
         return sql
+
+
+def driver_value(dialect: Dialect, column: Column[Any], value: Any) -> Any:
+    """`value` as the driver takes it for `column` (what SQLAlchemy's type
+    processing would make of it), for TupleStatement rows."""
+    bind = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if bind is None else bind(value)
 
 
 class DriverTimes:

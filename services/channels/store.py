@@ -5,16 +5,17 @@ were cancelled. Every query takes a whole batch: one round trip per table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import DateTime, Table, Update, bindparam, case, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from shared.clock import utcnow
-from shared.db import insert_ignore, write
+from shared.db import TupleStatement, driver_value, insert_ignore, write
 
 # (tenant_id, delivery_id) and (tenant_id, intent_id)
 DeliveryKey = tuple[str, str]
@@ -49,8 +50,8 @@ class CancelledIntent(SQLModel, table=True):
 TABLES: tuple[type[SQLModel], ...] = (DeliveryRecord, CancelledIntent)
 
 
-@dataclass(frozen=True)
-class Claim:
+# NamedTuples, not dataclasses: one of each is made per delivery on a fan-out.
+class Claim(NamedTuple):
     tenant_id: str
     delivery_id: str
     intent_id: str
@@ -59,8 +60,7 @@ class Claim:
     replayed_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     tenant_id: str
     delivery_id: str
     state: str
@@ -170,12 +170,9 @@ def _restart_replayed(table: Table) -> Update:
     )
 
 
-async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
-    """Store each delivery's new state, in one statement for the batch."""
-    if not outcomes:
-        return
+def _record_outcomes(_: Dialect) -> Update:
     table = _table(DeliveryRecord)
-    stmt = (
+    return (
         table.update()
         .where(table.c.tenant_id == bindparam("b_tenant"))
         .where(table.c.delivery_id == bindparam("b_delivery"))
@@ -185,19 +182,23 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
             updated_at=bindparam("b_at"),
         )
     )
-    now = utcnow()
-    params = [
-        {
-            "b_tenant": o.tenant_id,
-            "b_delivery": o.delivery_id,
-            "b_state": o.state,
-            "b_message": o.provider_message_id,
-            "b_at": now,
-        }
-        for o in outcomes
-    ]
+
+
+_RECORD_OUTCOMES = TupleStatement(
+    _record_outcomes, ("b_state", "b_message", "b_at", "b_tenant", "b_delivery")
+)
+
+
+async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
+    """Store each delivery's new state, in one statement for the batch."""
+    if not outcomes:
+        return
     async with write(engine) as conn:
-        await conn.execute(stmt, params)
+        now = driver_value(conn.dialect, _table(DeliveryRecord).c.updated_at, utcnow())
+        await _RECORD_OUTCOMES.run(
+            conn,
+            [(o.state, o.provider_message_id, now, o.tenant_id, o.delivery_id) for o in outcomes],
+        )
 
 
 async def delivery_records(

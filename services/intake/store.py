@@ -36,7 +36,7 @@ from sqlmodel import Column, Field, SQLModel, col
 from services.intake import lifecycle
 from shared.bus.topology import EVENTS_CANCELLED_KEY as CANCELLED_KEY
 from shared.bus.topology import PLAN as PLAN_STAGE
-from shared.db import DriverTimes, TupleInsert, insert_ignore, table_of, utc_field, write
+from shared.db import DriverTimes, TupleStatement, insert_ignore, table_of, utc_field, write
 
 
 class IntentRow(SQLModel, table=True):
@@ -434,7 +434,7 @@ def _upsert_current(dialect: Dialect) -> Insert:
     )
 
 
-_CURRENT = TupleInsert(
+_CURRENT = TupleStatement(
     _upsert_current,
     (
         "delivery_id",
@@ -450,7 +450,7 @@ _CURRENT = TupleInsert(
         "not_before",
     ),
 )
-_HISTORY = TupleInsert(
+_HISTORY = TupleStatement(
     lambda dialect: insert_ignore(dialect, DecisionRow),
     (
         "tenant_id",

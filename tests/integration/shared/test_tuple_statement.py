@@ -1,4 +1,4 @@
-"""TupleInsert and DriverTimes write what SQLAlchemy's own path would write.
+"""TupleStatement and DriverTimes write what SQLAlchemy's own path would write.
 
 The hot paths skip SQLAlchemy's per-row work, so what they store must read
 back, compare and index exactly like rows written through `conn.execute`,
@@ -11,10 +11,18 @@ from datetime import UTC, datetime
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Field, SQLModel
 
-from shared.db import DriverTimes, TupleInsert, insert_ignore, table_of, utc_field, write
+from shared.db import (
+    DriverTimes,
+    TupleStatement,
+    driver_value,
+    insert_ignore,
+    table_of,
+    utc_field,
+    write,
+)
 
 
 class Tick(SQLModel, table=True):
@@ -25,7 +33,9 @@ class Tick(SQLModel, table=True):
     until: datetime | None = utc_field(nullable=True)
 
 
-INSERT = TupleInsert(lambda dialect: insert_ignore(dialect, Tick), ("name", "size", "at", "until"))
+INSERT = TupleStatement(
+    lambda dialect: insert_ignore(dialect, Tick), ("name", "size", "at", "until")
+)
 
 
 def stamp(value: datetime) -> Timestamp:
@@ -72,9 +82,36 @@ async def test_a_timestamp_is_converted_once_per_value(store_engine):
 
 async def test_columns_out_of_the_tables_order_are_refused(store_engine):
     engine = await store_engine([Tick])
-    wrong = TupleInsert(
+    wrong = TupleStatement(
         lambda dialect: insert_ignore(dialect, Tick), ("size", "name", "at", "until")
     )
     with pytest.raises(ValueError, match="do not match"):
         async with write(engine) as conn:
             await wrong.run(conn, [(1, "a", None, None)])
+
+
+async def test_an_update_takes_its_set_values_then_its_where_values(store_engine):
+    engine = await store_engine([Tick])
+    table = table_of(Tick)
+    resize = TupleStatement(
+        lambda _: (
+            table.update()
+            .where(table.c.name == bindparam("b_name"))
+            .values(size=bindparam("b_size"), at=bindparam("b_at"))
+        ),
+        ("b_size", "b_at", "b_name"),
+    )
+    start, moved = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    async with write(engine) as conn:
+        await conn.execute(
+            insert_ignore(conn, Tick), [{"name": n, "size": 0, "at": start} for n in "ab"]
+        )
+        at = driver_value(conn.dialect, table.c.at, moved)
+        await resize.run(conn, [(7, at, "a"), (8, at, "nobody")])
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(table.c.name, table.c.size, table.c.at).order_by(table.c.name)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("a", 7, moved), ("b", 0, start)]
