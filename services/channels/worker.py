@@ -117,11 +117,12 @@ class ChannelWorker:
         await self._prune_gone(to_send, results)
         self._collect_feedback(to_send, results, report)
         sent_at = utcnow()
+        accepted: dict[int, datetime | None] = {}  # per envelope: worked out once
         for item in to_send:
             action = actions[item.key]
             self._report(item, results[item.key], action, claimed[item.key], report)
             if action == "sent":
-                self._observe_latency(item, sent_at)
+                self._observe_latency(item, sent_at, accepted)
         self._flush_metrics(report)
         return self._outbound(report)
 
@@ -383,10 +384,16 @@ class ChannelWorker:
         if n:
             metrics.DELIVERIES.labels(self.channel, self.provider.name, outcome).inc(n)
 
-    def _observe_latency(self, item: Item, sent_at: datetime) -> None:
-        if item.env.HasField("accepted_at"):
-            accepted = from_timestamp(item.env.accepted_at)
-            metrics.observe_sent(self.channel, accepted, due_at(item.delivery), sent_at)
+    def _observe_latency(
+        self, item: Item, sent_at: datetime, accepted: dict[int, datetime | None]
+    ) -> None:
+        env = item.env
+        key = id(env)
+        if key not in accepted:
+            accepted[key] = from_timestamp(env.accepted_at) if env.HasField("accepted_at") else None
+        at = accepted[key]
+        if at is not None:
+            metrics.observe_sent(self.channel, at, due_at(item.delivery), sent_at)
 
 
 def due_at(delivery: Delivery) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf import struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from sendmesh.inapp.v1 import inbox_pb2
 
 from services.channels.provider import OutgoingMessage
@@ -31,7 +32,10 @@ def inbox_row(message: OutgoingMessage, now: datetime) -> NewInboxRow:
     )
 
 
-def to_proto(row: InboxMessage | NewInboxRow) -> inbox_pb2.InboxMessage:
+def to_proto(
+    row: InboxMessage | NewInboxRow, created_at: Timestamp | None = None
+) -> inbox_pb2.InboxMessage:
+    """`created_at`: the row's time already converted, when a caller has it."""
     message = inbox_pb2.InboxMessage(
         message_id=row.message_id,
         user_id=row.user_id,
@@ -40,7 +44,7 @@ def to_proto(row: InboxMessage | NewInboxRow) -> inbox_pb2.InboxMessage:
         title=row.title,
         body=row.body,
         action_url=row.action_url,
-        created_at=to_timestamp(row.created_at),
+        created_at=created_at or to_timestamp(row.created_at),
     )
     if row.data:
         data = struct_pb2.Struct()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sendmesh.inapp.v1 import inbox_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,7 +17,7 @@ from services.inapp import store
 from services.inapp.announce import announce
 from services.inapp.messages import inbox_row, to_proto
 from shared.bus.publisher import Bus
-from shared.clock import utcnow
+from shared.clock import to_timestamp, utcnow
 
 
 class InboxProvider:
@@ -42,6 +44,10 @@ class InboxProvider:
     async def _announce(self, rows: list[store.NewInboxRow]) -> None:
         """Tell every replica's watchers; the inbox row is the record, this is a courtesy."""
         by_tenant: dict[str, list[inbox_pb2.InboxEvent]] = defaultdict(list)
+        created: dict[datetime, Timestamp] = {}  # a batch's rows share their time
         for row in rows:
-            by_tenant[row.tenant_id].append(inbox_pb2.InboxEvent(delivered=to_proto(row)))
+            at = created.get(row.created_at)
+            if at is None:
+                at = created[row.created_at] = to_timestamp(row.created_at)
+            by_tenant[row.tenant_id].append(inbox_pb2.InboxEvent(delivered=to_proto(row, at)))
         await announce(self.bus, dict(by_tenant))
