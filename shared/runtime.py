@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from shared import db, metrics, tracing
+from shared import db, enums, metrics, tracing
 from shared.bus.consumer import BatchConsumer, Handler
 from shared.bus.publisher import Bus
 from shared.bus.topology import Topology
@@ -113,6 +113,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         s = self.settings
         configure_logging(s.service, s.log_level, s.log_format)
+        enums.bind_all()
         tracing.start(s)
         metrics.BUILD_INFO.info({"version": _version(), "service": s.service})
         self._metrics_server = metrics.serve_metrics(s.metrics_host, s.metrics_port)
