@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels import feedback, store
 from services.channels.outcomes import RECORD_STATE, Action, action_for
-from services.channels.prepare import ContentCache, prepare
+from services.channels.prepare import PrepareCache, prepare
 from services.channels.provider import OutgoingMessage, Provider, SendResult, transient
 from services.channels.ratelimit import TokenBucket, chunks
 from services.channels.recheck import BehaviourRecheck
@@ -194,7 +194,7 @@ class ChannelWorker:
         """Each item's result: unsendable ones fail here, the rest go to the provider."""
         results: dict[store.DeliveryKey, SendResult] = {}
         messages: dict[str, tuple[Item, OutgoingMessage]] = {}
-        cache: ContentCache = {}
+        cache = PrepareCache()
         for item in items:
             prepared = prepare(item.env, item.delivery, self.channel, cache)
             if isinstance(prepared, SendResult):
