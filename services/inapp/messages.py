@@ -15,10 +15,11 @@ from shared.clock import to_timestamp
 from shared.ids import new_id
 
 
-def inbox_row(message: OutgoingMessage, now: datetime) -> NewInboxRow:
+def inbox_row(message: OutgoingMessage, now: datetime, message_id: str = "") -> NewInboxRow:
+    """`message_id`: one of a batch's `new_ids`; a fresh id if not given."""
     content = message.content
     return NewInboxRow(
-        message_id=new_id(),
+        message_id=message_id or new_id(),
         tenant_id=message.tenant_id,
         user_id=message.user_id,
         delivery_id=message.delivery_id,

@@ -18,6 +18,7 @@ from services.inapp.announce import announce
 from services.inapp.messages import inbox_row, to_proto
 from shared.bus.publisher import Bus
 from shared.clock import to_timestamp, utcnow
+from shared.ids import new_ids
 
 
 class InboxProvider:
@@ -29,7 +30,7 @@ class InboxProvider:
 
     async def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         now = utcnow()
-        rows = [inbox_row(m, now) for m in messages]
+        rows = [inbox_row(m, now, i) for m, i in zip(messages, new_ids(len(messages)), strict=True)]
         new = await store.insert_new(self.engine, rows)
         fresh = [r for r in rows if (r.tenant_id, r.delivery_id) in new]
         ids = {(r.tenant_id, r.delivery_id): r.message_id for r in fresh}
