@@ -5,7 +5,9 @@ Domain-free helpers on the generated types, so every stage reports the same way.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TypeAlias
 
 from sendmesh.bus.v1 import envelope_pb2
@@ -13,7 +15,7 @@ from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
 from shared import metrics
-from shared.clock import now_timestamp
+from shared.clock import now_timestamp, to_timestamp
 
 State = intent_pb2.DeliveryState
 StateValue: TypeAlias = intent_pb2.DeliveryState.ValueType
@@ -35,6 +37,44 @@ def decision(stage: str, state: StateValue, reason: str, detail: str = "") -> in
     return intent_pb2.Decision(
         stage=stage, state=state, reason=reason, detail=detail, at=now_timestamp()
     )
+
+
+class BatchDecisions:
+    """A consumed batch's decisions of one stage: one Decision per (state,
+    reason, detail, not_before), stamped when first made, and counted in
+    sendmesh_decisions_total once per (state, reason) at `flush`.
+
+    A batch is decided at one moment, so its thousand `allowed` decisions
+    on a fan-out are the same protobuf and one metric update, not a
+    thousand of each.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._made: dict[tuple[StateValue, str, str, datetime | None], intent_pb2.Decision] = {}
+        self._counts: Counter[tuple[StateValue, str]] = Counter()
+
+    def make(
+        self, state: StateValue, reason: str, detail: str = "", not_before: datetime | None = None
+    ) -> intent_pb2.Decision:
+        """The decision, to be appended (copied) to a delivery's decisions or
+        put in an event; never changed afterwards."""
+        key = (state, reason, detail, not_before)
+        dec = self._made.get(key)
+        if dec is None:
+            dec = intent_pb2.Decision(
+                stage=self.stage, state=state, reason=reason, detail=detail, at=now_timestamp()
+            )
+            if not_before is not None:
+                dec.not_before.CopyFrom(to_timestamp(not_before))
+            self._made[key] = dec
+        self._counts[(state, reason)] += 1
+        return dec
+
+    def flush(self) -> None:
+        for (state, reason), n in self._counts.items():
+            metrics.count_decision(self.stage, STATE_NAMES.get(state, "unknown"), reason, n)
+        self._counts.clear()
 
 
 def event_for(

@@ -30,7 +30,7 @@ from shared.bus import topology
 from shared.bus.consumer import dead_letter, retry_later
 from shared.bus.publisher import Bus, Outbound, to_events, to_stage
 from shared.clock import from_timestamp, now_timestamp, utcnow
-from shared.envelopes import STATE_NAMES, State, StateValue
+from shared.envelopes import State, StateValue
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 
@@ -57,6 +57,8 @@ class Item:
 class Report:
     """What a batch produces: events, and envelopes for delay or dead-letter queues."""
 
+    # One decision per kind per batch: made at the same moment, counted at the end.
+    decided: envelopes.BatchDecisions
     events: list[envelope_pb2.DeliveryEvent] = field(default_factory=list)
     retries: dict[tuple[int, int], list[tuple[Item, SendResult]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -70,9 +72,6 @@ class Report:
     feedback: list[feedback_pb2.Feedback] = field(default_factory=list)
     # Metric updates, added up over the batch: one .inc(n) per label set.
     counts: Counter[str] = field(default_factory=Counter)
-    decisions: Counter[tuple[StateValue, str]] = field(default_factory=Counter)
-    # One decision per (state, reason, detail) per batch: made at the same moment.
-    made: dict[tuple[StateValue, str, str], intent_pb2.Decision] = field(default_factory=dict)
 
 
 def replayed_at(delivery: Delivery) -> datetime | None:
@@ -103,7 +102,7 @@ class ChannelWorker:
         self.max_attempts = max_attempts
 
     async def handle(self, batch: list[Envelope]) -> list[Outbound]:
-        report = Report()
+        report = Report(envelopes.BatchDecisions(self.channel))
         items = await self._not_cancelled(batch, report)
         items = await self._still_wanted(items, report)
         claimed = await self._claim(items, report)
@@ -313,17 +312,10 @@ class ChannelWorker:
     def _event(
         self, item: Item, state: StateValue, reason: str, report: Report, detail: str = ""
     ) -> None:
-        # Not envelopes.decision/event_for: on a fan-out this runs for every
-        # delivery, so the decision is made once per batch and counted at the end,
-        # and the trail is the delivery's decisions as they are (the new decision
-        # is never among them).
-        dec = report.made.get((state, reason, detail))
-        if dec is None:
-            dec = intent_pb2.Decision(
-                stage=self.channel, state=state, reason=reason, detail=detail, at=now_timestamp()
-            )
-            report.made[(state, reason, detail)] = dec
-        report.decisions[(state, reason)] += 1
+        # Not envelopes.event_for: on a fan-out this runs for every delivery,
+        # and the trail is the delivery's decisions as they are (the new
+        # decision is never among them).
+        dec = report.decided.make(state, reason, detail)
         env, delivery = item.env, item.delivery
         report.events.append(
             envelope_pb2.DeliveryEvent(
@@ -342,8 +334,7 @@ class ChannelWorker:
     def _flush_metrics(self, report: Report) -> None:
         for outcome, n in report.counts.items():
             self._count(outcome, n)
-        for (state, reason), n in report.decisions.items():
-            metrics.count_decision(self.channel, STATE_NAMES.get(state, "unknown"), reason, n)
+        report.decided.flush()
 
     def _outbound(self, report: Report) -> list[Outbound]:
         outs = [self._retry(group, attempts) for (_, attempts), group in report.retries.items()]

@@ -63,9 +63,11 @@ class EligibilityConsumer:
         )
         outs: list[Outbound] = []
         events: list[envelope_pb2.DeliveryEvent] = []
+        decided = envelopes.BatchDecisions(STAGE)
         for env in batch:
-            sorted_ = self._decide(env, now, policies.get(env.tenant_id), listed, events)
+            sorted_ = self._decide(env, now, policies.get(env.tenant_id), listed, decided, events)
             outs.extend(self._onward(env, sorted_))
+        decided.flush()
         if events:
             outs.append(to_events(self.bus.topology, envelopes.event_batch(events)))
         return outs
@@ -76,6 +78,7 @@ class EligibilityConsumer:
         now: datetime,
         policy: QuietPolicy | None,
         listed: dict[store.Key, int],
+        decided: envelopes.BatchDecisions,
         events: list[envelope_pb2.DeliveryEvent],
     ) -> Sorted:
         out = Sorted()
@@ -85,9 +88,7 @@ class EligibilityConsumer:
             suppressed = suppression.listed_channels(self.hash_key, env.tenant_id, profile, listed)
             facts = rules.Facts(policy, suppressed, self.requires_opt_in)
             verdict = rules.check(env.intent, profile, delivery.channel, now, facts)
-            dec = envelopes.decision(STAGE, verdict.state, verdict.reason, verdict.detail)
-            if verdict.not_before is not None:
-                dec.not_before.CopyFrom(to_timestamp(verdict.not_before))
+            dec = decided.make(verdict.state, verdict.reason, verdict.detail, verdict.not_before)
             delivery.decisions.append(dec)
             if verdict.allowed:
                 out.allowed.append(delivery)

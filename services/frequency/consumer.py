@@ -37,6 +37,8 @@ Group = tuple[Request, list[envelope_pb2.Delivery]]
 class Routed:
     """One envelope's deliveries after the reservations."""
 
+    # The batch's decisions, shared by its envelopes.
+    decided: envelopes.BatchDecisions
     by_channel: dict[int, list[envelope_pb2.Delivery]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -85,12 +87,14 @@ class FrequencyConsumer:
         verdicts = iter(await ledger.reserve(self.engine, requests))
         outs: list[Outbound] = []
         events: list[envelope_pb2.DeliveryEvent] = []
+        decided = envelopes.BatchDecisions(STAGE)
         for env, groups in planned:
-            routed = Routed()
+            routed = Routed(decided)
             for _, deliveries in groups:
                 apply(env, deliveries, next(verdicts), routed)
             outs.extend(self._onward(env, routed))
             events.extend(routed.events)
+        decided.flush()
         if events:
             outs.append(to_events(self.bus.topology, envelopes.event_batch(events)))
         return outs
@@ -126,7 +130,7 @@ def apply(
             reason = (
                 reasons.NO_CAP_POLICY if verdict.outcome is Outcome.NO_POLICY else reasons.RESERVED
             )
-            dec = envelopes.decision(STAGE, State.DELIVERY_STATE_PENDING, reason, verdict.detail)
+            dec = routed.decided.make(State.DELIVERY_STATE_PENDING, reason, verdict.detail)
             delivery.decisions.append(dec)
             routed.by_channel[delivery.channel].append(delivery)
         elif granted is None and i == 0:
@@ -169,8 +173,6 @@ def _report(
     routed: Routed,
     not_before: datetime | None = None,
 ) -> None:
-    dec = envelopes.decision(STAGE, state, reason, detail)
-    if not_before is not None:
-        dec.not_before.CopyFrom(to_timestamp(not_before))
+    dec = routed.decided.make(state, reason, detail, not_before)
     delivery.decisions.append(dec)
     routed.events.append(envelopes.event_for(env, delivery, dec))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -12,8 +11,8 @@ from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
 from services.eligibility.behaviour import rule_window
-from shared import envelopes, metrics, reasons
-from shared.clock import from_timestamp, now_timestamp
+from shared import envelopes, reasons
+from shared.clock import from_timestamp
 from shared.ids import delivery_id
 
 STAGE = "profile"
@@ -51,32 +50,23 @@ def plan_deliveries(
     """
     deliveries: list[envelope_pb2.Delivery] = []
     profiles: dict[str, profile_pb2.Profile] = {}
-    # One decision per reason for the whole page (they are made at the same
-    # moment), counted once at the end: a fan-out plans thousands per call.
-    made: dict[str, intent_pb2.Decision] = {}
-    counts: Counter[str] = Counter()
+    # A fan-out plans thousands per call: one decision per reason, counted once.
+    decided = envelopes.BatchDecisions(STAGE)
     channels = list(env.intent.channels)
     for user in users:
         profile = known.get(user)
         reason = reasons.PLANNED if profile is not None else reasons.UNKNOWN_RECIPIENT
         profiles[user] = profile if profile is not None else profile_pb2.Profile(user_id=user)
-        dec = made.get(reason)
-        if dec is None:
-            dec = made[reason] = intent_pb2.Decision(
-                stage=STAGE, state=PENDING, reason=reason, at=now_timestamp()
-            )
-        counts[reason] += len(channels)
         for channel in channels:
             deliveries.append(
                 envelope_pb2.Delivery(
                     delivery_id=delivery_id(env.intent_id, user, channel),
                     user_id=user,
                     channel=channel,
-                    decisions=[dec],
+                    decisions=[decided.make(PENDING, reason)],
                 )
             )
-    for reason, n in counts.items():
-        metrics.count_decision(STAGE, envelopes.STATE_NAMES[PENDING], reason, n)
+    decided.flush()
     return deliveries, profiles
 
 
