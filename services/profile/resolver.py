@@ -58,7 +58,12 @@ class AudienceResolver:
         candidates = await self.profiles.page(tenant_id, cursor, self.page_size, audience.topic)
         full = len(candidates) == self.page_size
         nxt = candidates[-1].user_id if full else None
-        attrs = {p.user_id: json_format.MessageToDict(p.attributes) for p in candidates}
+        # Only a segment reads attributes; a topic's members are all in.
+        attrs = (
+            {p.user_id: json_format.MessageToDict(p.attributes) for p in candidates}
+            if expr is not None
+            else {}
+        )
         verdicts = {
             p.user_id: True
             if expr is None

@@ -95,17 +95,26 @@ async def current_consents(
 ) -> dict[str, list[profile_pb2.Consent]]:
     """The consent in force per pair for each user that has any: one query
     per LOOKUP_CHUNK users."""
-    history: dict[str, list[profile_pb2.Consent]] = defaultdict(list)
+    history: dict[str, list[Any]] = defaultdict(list)
+    c = table_of(ConsentRow).c
     for start in range(0, len(user_ids), LOOKUP_CHUNK):
         chunk = list(user_ids[start : start + LOOKUP_CHUNK])
         stmt = (
-            select(ConsentRow)
-            .where(col(ConsentRow.tenant_id) == tenant_id, col(ConsentRow.user_id).in_(chunk))
-            .order_by(col(ConsentRow.id))
+            select(c.user_id, c.channel, c.category, c.granted, c.source, c.at)
+            .where(c.tenant_id == tenant_id, c.user_id.in_(chunk))
+            .order_by(c.id)
         )
         for row in (await conn.execute(stmt)).all():
-            history[row.user_id].append(consent_proto(row))
-    return {user: latest_per_pair(items) for user, items in history.items()}
+            history[row.user_id].append(row)
+    # Only the statements in force become protos.
+    return {
+        user: [consent_proto(r) for r in latest_per_pair(rows, _row_at)]
+        for user, rows in history.items()
+    }
+
+
+def _row_at(row: Any) -> datetime:
+    return row.at
 
 
 async def with_consents(
