@@ -168,14 +168,23 @@ def count_decision(stage: str, outcome: str, reason: str, n: int = 1) -> None:
     DECISIONS.labels(stage, outcome, reason if reason in reasons.ALL else "other").inc(n)
 
 
-def observe_sent(channel: str, accepted: datetime, due: datetime | None, sent: datetime) -> None:
-    """A sent delivery's latency: processing from its due time, and the time
+def observe_sent(
+    channel: str, accepted: datetime, due: datetime | None, sent: datetime, n: int = 1
+) -> None:
+    """A sent delivery's latency (or `n` alike: a batch's deliveries of one
+    envelope share their times): processing from its due time, and the time
     it spent deferred if it was (a due time after its accept)."""
     start = accepted if due is None else max(due, accepted)
     start = min(start, max(sent, accepted))  # a due time not yet reached: no deferral to count
-    END_TO_END.labels(channel).observe(max((sent - start).total_seconds(), 0.0))
+    latency = END_TO_END.labels(channel)
+    processing = max((sent - start).total_seconds(), 0.0)
+    for _ in range(n):
+        latency.observe(processing)
     if start > accepted:
-        DEFERRED_FOR.labels(channel).observe((start - accepted).total_seconds())
+        deferred = DEFERRED_FOR.labels(channel)
+        waited = (start - accepted).total_seconds()
+        for _ in range(n):
+            deferred.observe(waited)
 
 
 def serve_metrics(host: str, port: int) -> object | None:

@@ -115,13 +115,13 @@ class ChannelWorker:
         await self._record(to_send, results, actions)
         await self._prune_gone(to_send, results)
         self._collect_feedback(to_send, results, report)
-        sent_at = utcnow()
-        accepted: dict[int, datetime | None] = {}  # per envelope: worked out once
+        sent: Counter[tuple[int, datetime | None]] = Counter()  # (envelope, due) -> sent
         for item in to_send:
             action = actions[item.key]
             self._report(item, results[item.key], action, claimed[item.key], report)
             if action == "sent":
-                self._observe_latency(item, sent_at, accepted)
+                sent[(id(item.env), due_at(item.delivery))] += 1
+        self._observe_latency(to_send, sent)
         self._flush_metrics(report)
         return self._outbound(report)
 
@@ -376,15 +376,16 @@ class ChannelWorker:
             metrics.DELIVERIES.labels(self.channel, self.provider.name, outcome).inc(n)
 
     def _observe_latency(
-        self, item: Item, sent_at: datetime, accepted: dict[int, datetime | None]
+        self, items: list[Item], sent: Counter[tuple[int, datetime | None]]
     ) -> None:
-        env = item.env
-        key = id(env)
-        if key not in accepted:
-            accepted[key] = from_timestamp(env.accepted_at) if env.HasField("accepted_at") else None
-        at = accepted[key]
-        if at is not None:
-            metrics.observe_sent(self.channel, at, due_at(item.delivery), sent_at)
+        """Submit -> sent latency, one observation per delivery sent, worked
+        out once per envelope and due time (they share them)."""
+        sent_at = utcnow()
+        envs = {id(item.env): item.env for item in items}
+        for (env_id, due), n in sent.items():
+            env = envs[env_id]
+            if env.HasField("accepted_at"):
+                metrics.observe_sent(self.channel, from_timestamp(env.accepted_at), due, sent_at, n)
 
 
 def due_at(delivery: Delivery) -> datetime | None:

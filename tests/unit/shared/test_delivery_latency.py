@@ -91,3 +91,12 @@ def test_the_due_time_is_the_latest_scheduled_not_before_of_the_deliverys_decisi
 def test_a_delivery_never_scheduled_has_no_due_time():
     delivery = envelope_pb2.Delivery(decisions=[decided(State.DELIVERY_STATE_PENDING)])
     assert due_at(delivery) is None
+
+
+def test_a_batch_of_alike_sends_counts_each_delivery():
+    channel = "email"
+    due = ACCEPTED + timedelta(hours=1)
+    before = processing(channel), deferred(channel)
+    metrics.observe_sent(channel, ACCEPTED, due, due + timedelta(seconds=1), n=250)
+    assert processing(channel) == before[0] + 250
+    assert deferred(channel) == before[1] + 250
