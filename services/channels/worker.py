@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sendmesh.bus.v1 import envelope_pb2, feedback_pb2
 from sendmesh.intent.v1 import intent_pb2
@@ -40,17 +41,18 @@ Envelope = envelope_pb2.Envelope
 Delivery = envelope_pb2.Delivery
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One delivery of one consumed envelope."""
+class Item(NamedTuple):
+    """One delivery of one consumed envelope (a NamedTuple: one is made per
+    delivery on a fan-out, and frozen dataclasses are slow to build)."""
 
     env: Envelope
     delivery: Delivery
-    # Read many times per delivery: worked out once.
-    key: store.DeliveryKey = field(init=False)
+    # Read many times per delivery: worked out once, by `of`.
+    key: store.DeliveryKey
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.env.tenant_id, self.delivery.delivery_id))
+    @classmethod
+    def of(cls, env: Envelope, delivery: Delivery) -> Item:
+        return cls(env, delivery, (env.tenant_id, delivery.delivery_id))
 
 
 @dataclass
@@ -134,7 +136,7 @@ class ChannelWorker:
         seen: set[store.DeliveryKey] = set()
         for env in batch:
             for delivery in env.deliveries:
-                item = Item(env, delivery)
+                item = Item.of(env, delivery)
                 if item.key in seen:
                     report.counts["duplicate"] += 1  # the same envelope twice in one batch
                 elif (env.tenant_id, env.intent_id) in cancelled:
