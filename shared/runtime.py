@@ -186,7 +186,7 @@ class ServiceRuntime:
             # A broker that stopped answering must not keep us from exiting.
             await _bounded(self.bus.close(), BROKER_CLOSE_S, "bus")
         if self.engine is not None:
-            await self.engine.dispose()
+            await db.dispose(self.engine)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -118,7 +118,7 @@ async def store_engine(
 
     yield make
     for engine in engines:
-        await engine.dispose()
+        await db.dispose(engine)
 
 
 @pytest.fixture

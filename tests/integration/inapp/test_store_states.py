@@ -173,6 +173,6 @@ async def test_the_counts_are_read_from_the_counts_index_alone_on_sqlite(tmp_pat
     )
     async with engine.connect() as conn:
         plan = (await conn.execute(text(f"EXPLAIN QUERY PLAN {query}"))).all()
-    await engine.dispose()
+    await db.dispose(engine)
     details = " ".join(str(row[-1]) for row in plan)
     assert "USING COVERING INDEX ix_inbox_counts" in details, details

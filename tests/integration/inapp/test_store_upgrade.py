@@ -27,7 +27,7 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = db.create_engine(database_url)
     yield engine
-    await engine.dispose()
+    await db.dispose(engine)
 
 
 def _row(n: int) -> InboxMessage:

@@ -200,7 +200,7 @@ async def test_a_stored_deferral_survives_a_restart_and_the_next_process_puts_it
     try:
         assert await store.pending_deliveries(engine) == 1
     finally:
-        await engine.dispose()
+        await db.dispose(engine)
     assert await drain(amqp_url, topo.queue(topology.ELIGIBILITY), 1, within=0.2) == []
 
     async with running(create_runtime(settings)) as second:

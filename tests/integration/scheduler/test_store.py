@@ -173,6 +173,6 @@ async def test_two_replicas_on_postgresql_never_claim_the_same_row(pg_admin_url)
         assert not {r.id for r in first} & {r.id for r in second}
         assert await store.pending_deliveries(one) == 0
     finally:
-        await one.dispose()
-        await two.dispose()
+        await db.dispose(one)
+        await db.dispose(two)
         await servers.drop_pg_database(pg_admin_url, name)

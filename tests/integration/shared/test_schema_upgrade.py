@@ -89,7 +89,7 @@ async def index_names(engine: AsyncEngine, table: str) -> set[str]:
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     made = db.create_engine(database_url)
     yield made
-    await made.dispose()
+    await db.dispose(made)
 
 
 async def test_profiles_from_before_quiet_hours_gain_the_column_at_start_and_the_service_works(
