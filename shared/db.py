@@ -190,7 +190,7 @@ async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     An asyncio lock makes them queue without sleeping. And a connection
     that sees another connection's commit drops its whole page cache: with
     writes spread over the pool's connections, every batch started cold
-    (on a fan-out, a fifth of intake's CPU). Reads keep the pool, so they
+    (on a fan-out, a tenth of intake's CPU). Reads keep the pool, so they
     never wait behind a write. PostgreSQL needs none of this.
     """
     if engine.dialect.name != "sqlite":

@@ -1,7 +1,7 @@
 """On a SQLite file every write goes through one connection; reads keep the pool.
 
 Writes spread over several connections made each one drop its page cache at
-every batch (it had seen another connection's commit): a fifth of intake's
+every batch (it had seen another connection's commit): about a tenth of intake's
 CPU on a fan-out.
 """
 
