@@ -242,9 +242,12 @@ class TupleStatement:
         self.params = tuple(params)
         self._sql: dict[str, str] = {}
 
-    async def run(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            await conn.exec_driver_sql(self._compiled(conn.dialect), rows)
+    async def run(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
+        """Rows the statement changed, as the driver counts them; -1 if it does not."""
+        if not rows:
+            return 0
+        result = await conn.exec_driver_sql(self._compiled(conn.dialect), rows)
+        return result.rowcount
 
     def _compiled(self, dialect: Dialect) -> str:
         sql = self._sql.get(dialect.name)
@@ -262,8 +265,17 @@ class TupleStatement:
 def driver_value(dialect: Dialect, column: Column[Any], value: Any) -> Any:
     """`value` as the driver takes it for `column` (what SQLAlchemy's type
     processing would make of it), for TupleStatement rows."""
+    return binder(dialect, column)(value)
+
+
+def binder(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any]:
+    """`driver_value` for many values of one column: look it up once."""
     bind = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return value if bind is None else bind(value)
+    return bind if bind is not None else _same
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class DriverTimes:

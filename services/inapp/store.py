@@ -26,13 +26,15 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from services.inapp.states import TRANSITIONS, Mark, Status, Target
-from shared.db import insert_ignore, write
+from shared.db import TupleStatement, binder, insert_ignore, write
 
 MAX_PAGE_SIZE = 100
+# Keys per lookup: two parameters each, well under PostgreSQL's 32,767.
+LOOKUP_CHUNK = 5000
 
 
 class InboxMessage(SQLModel, table=True):
@@ -123,18 +125,76 @@ def _message(row: Any) -> InboxMessage:
     return message
 
 
+# Table order, as TupleStatement checks.
+_COLUMNS = (
+    "message_id",
+    "tenant_id",
+    "user_id",
+    "delivery_id",
+    "intent_id",
+    "category",
+    "title",
+    "body",
+    "action_url",
+    "data",
+    "created_at",
+    "seen_at",
+    "read_at",
+    "archived_at",
+)
+_INSERT = TupleStatement(lambda dialect: insert_ignore(dialect, _table()), _COLUMNS)
+
+
 async def insert_new(
     engine: AsyncEngine, messages: Sequence[NewInboxRow | InboxMessage]
 ) -> set[tuple[str, str]]:
-    """Insert the batch in one statement; returns the (tenant, delivery id) pairs that were new."""
+    """Insert the batch in one statement; returns the (tenant, delivery id) pairs that were new.
+
+    Rows go to the driver as tuples (a fan-out inserts thousands a batch).
+    When the driver counts every row inserted, all were new; otherwise (a
+    redelivery, or a driver that does not count) the rows holding our
+    message ids are the new ones.
+    """
     if not messages:
         return set()
-    table = _table()
-    rows = [m.as_row() if isinstance(m, NewInboxRow) else m.model_dump() for m in messages]
+    columns = _table().c
     async with write(engine) as conn:
-        stmt = insert_ignore(conn, table).returning(table.c.tenant_id, table.c.delivery_id)
-        result = await conn.execute(stmt, rows)
-        return {(r.tenant_id, r.delivery_id) for r in result}
+        data = binder(conn.dialect, columns.data)
+        stamp = binder(conn.dialect, columns.created_at)  # every time column's type
+        times: dict[datetime, Any] = {}  # a batch's rows share their times
+
+        def at(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            if value not in times:
+                times[value] = stamp(value)
+            return times[value]
+
+        rows = [
+            (
+                m.message_id,
+                m.tenant_id,
+                m.user_id,
+                m.delivery_id,
+                m.intent_id,
+                m.category,
+                m.title,
+                m.body,
+                m.action_url,
+                data(m.data),
+                at(m.created_at),
+                at(m.seen_at),
+                at(m.read_at),
+                at(m.archived_at),
+            )
+            for m in messages
+        ]
+        inserted = await _INSERT.run(conn, rows)
+        keys = [(m.tenant_id, m.delivery_id) for m in messages]
+        if inserted == len(rows):
+            return set(keys)
+        stored = await _message_ids(conn, keys)
+        return {k for k, m in zip(keys, messages, strict=True) if stored.get(k) == m.message_id}
 
 
 async def message_ids_for(
@@ -143,13 +203,23 @@ async def message_ids_for(
     """(tenant, delivery id) -> message id, for deliveries already in the inbox."""
     if not keys:
         return {}
-    table = _table()
-    query = select(table.c.tenant_id, table.c.delivery_id, table.c.message_id).where(
-        tuple_(table.c.tenant_id, table.c.delivery_id).in_(list(keys))
-    )
     async with engine.connect() as conn:
-        rows = await conn.execute(query)
-        return {(r.tenant_id, r.delivery_id): r.message_id for r in rows}
+        return await _message_ids(conn, keys)
+
+
+async def _message_ids(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    table = _table()
+    found: dict[tuple[str, str], str] = {}
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        query = select(table.c.tenant_id, table.c.delivery_id, table.c.message_id).where(
+            tuple_(table.c.tenant_id, table.c.delivery_id).in_(wanted[start : start + LOOKUP_CHUNK])
+        )
+        for r in await conn.execute(query):
+            found[(r.tenant_id, r.delivery_id)] = r.message_id
+    return found
 
 
 async def list_page(

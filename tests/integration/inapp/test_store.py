@@ -43,6 +43,18 @@ async def test_inserting_the_same_delivery_twice_keeps_one_message(engine):
     assert await store.message_ids_for(engine, [("acme", "d1")]) == {("acme", "d1"): "acme-m1"}
 
 
+async def test_a_batch_mixing_repeats_and_new_deliveries_reports_only_the_new(engine):
+    await store.insert_new(engine, [_row(1)])
+    repeat, twin = _row(1), _row(3)
+    repeat.message_id, twin.message_id = "again", "acme-m3-twin"  # twin: d3 twice in one batch
+    assert await store.insert_new(engine, [repeat, _row(2), _row(3), twin]) == {
+        ("acme", "d2"),
+        ("acme", "d3"),
+    }
+    kept = await store.message_ids_for(engine, [("acme", f"d{n}") for n in (1, 2, 3)])
+    assert kept == {("acme", "d1"): "acme-m1", ("acme", "d2"): "acme-m2", ("acme", "d3"): "acme-m3"}
+
+
 async def test_the_feed_is_newest_first_and_pages_resume_where_they_ended(engine):
     await store.insert_new(engine, [_row(n) for n in range(1, 6)])
     first, counts = await store.list_page(engine, "acme", "u1", 2, None)
