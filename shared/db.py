@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
 from shared.logs import get_logger
@@ -265,12 +266,12 @@ class TupleStatement:
 def driver_value(dialect: Dialect, column: Column[Any], value: Any) -> Any:
     """`value` as the driver takes it for `column` (what SQLAlchemy's type
     processing would make of it), for TupleStatement rows."""
-    return binder(dialect, column)(value)
+    return binder(dialect, column.type)(value)
 
 
-def binder(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any]:
-    """`driver_value` for many values of one column: look it up once."""
-    bind = column.type.dialect_impl(dialect).bind_processor(dialect)
+def binder(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], Any]:
+    """`driver_value` for many values of one column type: look it up once."""
+    bind = type_.dialect_impl(dialect).bind_processor(dialect)
     return bind if bind is not None else _same
 
 
@@ -284,7 +285,7 @@ class DriverTimes:
     share their timestamps)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self._bind = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        self._bind = binder(dialect, UtcDateTime())
         self._aware: dict[tuple[int, int], datetime] = {}
         self._driver: dict[tuple[int, int], Any] = {}
 
@@ -301,3 +302,8 @@ class DriverTimes:
         if value is None:
             value = self._driver[key] = self._bind(self.aware(ts))
         return value
+
+    def decided(self, decision: Any) -> tuple[Any, Any]:
+        """A Decision's `at` and `not_before` (None when unset) as driver values."""
+        not_before = self.driver(decision.not_before) if decision.HasField("not_before") else None
+        return self.driver(decision.at), not_before

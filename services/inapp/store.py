@@ -159,8 +159,8 @@ async def insert_new(
         return set()
     columns = _table().c
     async with write(engine) as conn:
-        data = binder(conn.dialect, columns.data)
-        stamp = binder(conn.dialect, columns.created_at)  # every time column's type
+        data = binder(conn.dialect, columns.data.type)
+        stamp = binder(conn.dialect, columns.created_at.type)  # every time column's type
         times: dict[datetime, Any] = {}  # a batch's rows share their times
 
         def at(value: datetime | None) -> Any:

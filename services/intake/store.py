@@ -405,8 +405,7 @@ def _current_row(event: envelope_pb2.DeliveryEvent, times: DriverTimes) -> tuple
         dec.reason,
         dec.stage,
         dec.detail,
-        times.driver(dec.at),
-        times.driver(dec.not_before) if dec.HasField("not_before") else None,
+        *times.decided(dec),
     )
 
 
@@ -491,8 +490,7 @@ def _history(
                     d.state,
                     d.reason,
                     d.detail,
-                    times.driver(d.at),
-                    times.driver(d.not_before) if d.HasField("not_before") else None,
+                    *times.decided(d),
                 )
             )
     return rows
