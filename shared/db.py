@@ -21,6 +21,7 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
+from shared import sqlite_inline
 from shared.logs import get_logger
 
 
@@ -61,7 +62,10 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def _sqlite_engine(url: str | URL, **pool: Any) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+    parsed = make_url(url)
+    uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+    connect = sqlite_inline.connector(parsed.database or ":memory:", uri=uri)
+    engine = create_async_engine(parsed, async_creator=connect, **pool)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -80,7 +84,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # FULL: a commit survives power loss, not only a crash. We batch commits,
     # so the fsync is paid once per batch.
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    # 0: a busy wait is an asyncio sleep in shared/sqlite_inline.py, not a
+    # sleep in the event loop's thread.
+    cur.execute("PRAGMA busy_timeout=0")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

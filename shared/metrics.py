@@ -75,6 +75,12 @@ PUBLISHED = Counter(
     ["outcome"],
 )
 
+# Storage.
+SQLITE_BUSY_WAITS = Counter(
+    "sendmesh_sqlite_busy_waits_total",
+    "Times a SQLite statement found another writer holding the lock and waited.",
+)
+
 # Domain.
 INTENTS_RECEIVED = Counter(
     "sendmesh_intents_received_total",
