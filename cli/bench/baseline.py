@@ -5,6 +5,10 @@ plan -> [relay] -> eligibility -> [relay] -> frequency -> [relay] -> send.inapp
 mesh). One relay process per hop, quorum queues, persistent messages,
 publisher confirms, ack after the onward confirm, the mesh's prefetch. In a
 namespace of its own, deleted afterwards.
+
+Besides its throughput, the same relays are timed open loop at the rates the
+mesh's latency was measured at: what the broker alone costs over those hops,
+a floor no stage on top of it can go under.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -24,14 +29,26 @@ from sendmesh.intent.v1 import intent_pb2
 
 from cli.bench.mesh_load import bench_request
 from cli.bench.relay import READY
-from cli.bench.stats import per_second
+from cli.bench.stats import Latencies, open_loop_offsets, per_second, summarize
 from cli.bus_admin import CONNECT_TIMEOUT_S, delete_queues
 from shared.bus import topology
 from shared.bus.topology import QUORUM, Topology
 
 HOPS = (topology.PLAN, topology.ELIGIBILITY, topology.FREQUENCY, topology.send_stage("inapp"))
 RELAY_START_TIMEOUT_S = 30.0
+# Latency probes' message ids start so (aio-pika gives other messages ids too).
+PROBE_PREFIX = "probe-"
 PUBLISH_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class RelayLatency:
+    """Publish -> received at the end of the hops, offered open loop at a rate."""
+
+    offered_per_s: float
+    sent: int
+    lost: int
+    latencies: Latencies
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,7 @@ class BaselineResult:
     received: int
     seconds: float
     msgs_per_s: float
+    latency: tuple[RelayLatency, ...] = ()
 
 
 @dataclass
@@ -48,6 +66,9 @@ class BaselineProgress:
     received: int = 0
     last_received_at: float = 0.0
     all_received: asyncio.Event = field(default_factory=asyncio.Event)
+    # Latency probes: message id -> when it reached the end of the hops.
+    arrived: dict[str, float] = field(default_factory=dict)
+    arrival: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def sample_body() -> bytes:
@@ -71,7 +92,15 @@ class Baseline:
         self._connection: AbstractRobustConnection | None = None
         self.progress = BaselineProgress()
 
-    async def run(self, n: int, concurrency: int, timeout_s: float) -> BaselineResult:
+    async def run(
+        self,
+        n: int,
+        concurrency: int,
+        timeout_s: float,
+        latency_at: Sequence[tuple[float, int]] = (),
+    ) -> BaselineResult:
+        """Throughput of n messages; then, for each (rate, count) of
+        `latency_at`, the latency of count messages offered at that rate."""
         try:
             await self._declare()
             await self._start_relays()
@@ -82,7 +111,10 @@ class Baseline:
                 await asyncio.wait_for(self.progress.all_received.wait(), timeout_s)
             seconds = (self.progress.last_received_at or time.time()) - start
             received = self.progress.received
-            return BaselineResult(n, received, seconds, per_second(received, seconds))
+            latency = [await self._latency(rate, count, timeout_s) for rate, count in latency_at]
+            return BaselineResult(
+                n, received, seconds, per_second(received, seconds), tuple(latency)
+            )
         finally:
             await self._tear_down()
 
@@ -110,9 +142,14 @@ class Baseline:
         progress = self.progress
 
         async def receive(message: AbstractIncomingMessage) -> None:
+            now = time.time()
             await message.ack()
+            if (message.message_id or "").startswith(PROBE_PREFIX):
+                progress.arrived[message.message_id] = now
+                progress.arrival.set()
+                return
             progress.received += 1
-            progress.last_received_at = time.time()
+            progress.last_received_at = now
             if progress.received >= n:
                 progress.all_received.set()
 
@@ -133,6 +170,40 @@ class Baseline:
                 self.progress.published += 1
 
         await asyncio.gather(*(publisher() for _ in range(min(concurrency, n))))
+
+    async def _latency(self, rate: float, count: int, timeout_s: float) -> RelayLatency:
+        """`count` messages at `rate` open loop, each timed from its publish."""
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=True)
+        body, started = sample_body(), {}
+        probe = PROBE_PREFIX + uuid.uuid4().hex[:8]
+
+        async def send(message_id: str) -> None:
+            started[message_id] = time.time()
+            message = aio_pika.Message(
+                body, delivery_mode=DeliveryMode.PERSISTENT, message_id=message_id
+            )
+            await channel.default_exchange.publish(
+                message, routing_key=self.queues[0], timeout=PUBLISH_TIMEOUT_S
+            )
+
+        tasks: list[asyncio.Task[None]] = []
+        t0 = time.monotonic()
+        for i, offset in enumerate(open_loop_offsets(count, rate)):
+            delay = t0 + offset - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(f"{probe}-{i}")))
+        await asyncio.gather(*tasks)
+        arrived = self.progress.arrived
+        deadline = time.monotonic() + timeout_s
+        while any(m not in arrived for m in started) and time.monotonic() < deadline:
+            self.progress.arrival.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.arrival.wait(), 0.2)
+        await channel.close()
+        latencies = [(arrived[m] - t) * 1000 for m, t in started.items() if m in arrived]
+        return RelayLatency(rate, len(started), len(started) - len(latencies), summarize(latencies))
 
     async def _tear_down(self) -> None:
         for process in self._relays:

@@ -34,7 +34,12 @@ async def relay(amqp_url: str, source: str, target: str, prefetch: int) -> None:
         onward = publish.default_exchange
 
         async def forward(message: AbstractIncomingMessage) -> None:
-            out = aio_pika.Message(message.body, delivery_mode=DeliveryMode.PERSISTENT)
+            out = aio_pika.Message(
+                message.body,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                # Carried along, as the mesh carries its ids: the latency probe's key.
+                message_id=message.message_id,
+            )
             await onward.publish(out, routing_key=target, timeout=PUBLISH_TIMEOUT_S)
             await message.ack()
 

@@ -117,6 +117,14 @@ def report_table(r: BenchReport) -> Table:
             f"{_fmt(b.msgs_per_s)} msgs/s",
             f"{b.received}/{b.published} through 4 queue hops in {_fmt(b.seconds, 2)} s",
         )
+        for probe in b.latency:
+            lat = probe.latencies
+            table.add_row(
+                f"baseline relay p50 / p95 / p99 at {_fmt(probe.offered_per_s)}/s",
+                f"{_fmt(lat.p50_ms)} / {_fmt(lat.p95_ms)} / {_fmt(lat.p99_ms)} ms",
+                f"{lat.count} messages over the same 4 hops, open loop, {probe.lost} lost:"
+                " the broker's share of the mesh's latency at that rate",
+            )
         if r.throughput is not None:
             table.add_row("mesh / baseline", _fmt(r.ratio, 3), "single intents")
         if r.decisions is not None:

@@ -185,7 +185,7 @@ class BenchRun:
                     report = replace(report, channels=await self._channels(load))
                 if p.baseline and p.phases & {Phase.single, Phase.decisions}:
                     # Before the fan-out, which leaves intake busy for a while.
-                    report = replace(report, baseline=await self._baseline())
+                    report = replace(report, baseline=await self._baseline(report))
                 if Phase.fanout in p.phases:
                     report = replace(report, fanout=await self._fanout(load))
         finally:
@@ -306,11 +306,18 @@ class BenchRun:
         self.bars.finish()
         return result
 
-    async def _baseline(self) -> BaselineResult:
+    async def _baseline(self, report: BenchReport) -> BaselineResult:
+        """The bare relays' throughput, and their latency at the mesh's latency rates."""
         p = self.plan
         baseline = Baseline(self.target.amqp_url, p.prefetch)
         self.bars.track("baseline: published", p.n, lambda: baseline.progress.published)
         self.bars.track("baseline: relayed", p.n, lambda: baseline.progress.received)
-        result = await ticking(baseline.run(p.n, p.concurrency, p.timeout_s), self.bars.refresh)
+        rates = [
+            (lat.offered_per_s, lat.submitted)
+            for lat in (report.latency, report.latency_floor)
+            if lat is not None
+        ]
+        work = baseline.run(p.n, p.concurrency, p.timeout_s, latency_at=rates)
+        result = await ticking(work, self.bars.refresh)
         self.bars.finish()
         return result

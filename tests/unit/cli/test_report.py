@@ -3,10 +3,11 @@ from __future__ import annotations
 import io
 import json
 import math
+from dataclasses import replace
 
 from rich.console import Console
 
-from cli.bench.baseline import BaselineResult
+from cli.bench.baseline import BaselineResult, RelayLatency
 from cli.bench.decisions import DecisionsResult
 from cli.bench.fanout import FanoutResult
 from cli.bench.mesh_load import LatencyResult, ThroughputResult
@@ -116,3 +117,14 @@ def test_a_fan_out_on_a_mesh_the_bench_did_not_start_says_memory_was_not_measure
     assert "not measured" in text
     data = json.loads(json.dumps(BenchReport(1, 1, 1, fanout=fanned_out()).as_dict()))
     assert data["fanout"]["processes"] == []
+
+
+def test_the_relays_latency_is_shown_beside_the_meshs_at_each_rate():
+    probe = RelayLatency(offered_per_s=100.0, sent=10, lost=0, latencies=summarize([4.0, 6.0]))
+    r = report(replace(BASELINE, latency=(probe,)))
+
+    text = text_of(r)
+
+    assert "baseline relay p50 / p95 / p99 at 100.0/s" in text
+    assert "5.0 / 5.9 / 6.0 ms" in text
+    assert r.as_dict()["baseline"]["latency"][0]["latencies"]["p50_ms"] == 5.0
