@@ -144,8 +144,9 @@ class Baseline:
         async def receive(message: AbstractIncomingMessage) -> None:
             now = time.time()
             await message.ack()
-            if (message.message_id or "").startswith(PROBE_PREFIX):
-                progress.arrived[message.message_id] = now
+            probe = message.message_id or ""
+            if probe.startswith(PROBE_PREFIX):
+                progress.arrived[probe] = now
                 progress.arrival.set()
                 return
             progress.received += 1
