@@ -6,9 +6,13 @@ call, four or five calls per statement. Measured, that was about 1 ms of CPU
 for a two-statement transaction, against 0.6 ms for the same work done in the
 caller's thread. Across the mesh at 20 intents/s (batches of one), CPU per
 intent went from 39 to 33 ms; on a fan-out it is the same either way.
-SQLite on a local file answers in microseconds (a commit's fsync in about
-0.3 ms), so sendmesh runs it in the event loop, through SQLAlchemy's aiosqlite
-dialect given these connections (`async_creator`).
+SQLite on a local file answers in microseconds, so sendmesh runs statements
+in the event loop, through SQLAlchemy's aiosqlite dialect given these
+connections (`async_creator`). Commits are the exception: they wait on the
+disk (fsync about 0.3 ms idle, several ms with every service committing at
+once), and with commits in the loop too, single-intent throughput fell from
+449 to 234 intents/s. So a commit is one hop to a worker thread: one per
+transaction instead of one per call.
 
 What a thread bought, and how it is kept:
 - Waiting for another writer's lock must not freeze the loop (that writer
@@ -21,7 +25,8 @@ What a thread bought, and how it is kept:
   retried: it can only succeed in a new transaction, as with any driver.
 - Big batches now hold the loop for as long as SQLite works on them (a
   10,000-row insert: tens of milliseconds). That is CPU the process spends
-  either way; a thread only let gRPC answer in between.
+  either way; a thread only let gRPC answer in between. Waiting on the disk
+  stays off the loop (the commit).
 """
 
 from __future__ import annotations
@@ -67,6 +72,22 @@ async def _patiently(call: Callable[[], T], deadline_s: float) -> T:
         except sqlite3.OperationalError as err:
             if not _busy(err) or time.monotonic() >= give_up:
                 raise
+
+
+async def _patiently_in_thread(call: Callable[[], None], deadline_s: float) -> None:
+    """`call()` in a worker thread, retried after SQLITE_BUSY like `_patiently`."""
+    give_up = time.monotonic() + deadline_s
+    backoff = FIRST_BACKOFF_S
+    while True:
+        try:
+            await asyncio.to_thread(call)
+            return
+        except sqlite3.OperationalError as err:
+            if not _busy(err) or time.monotonic() >= give_up:
+                raise
+        metrics.SQLITE_BUSY_WAITS.inc()
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
 class Cursor:
@@ -163,8 +184,11 @@ class Connection:
         return await cursor.execute(sql, parameters)
 
     async def commit(self) -> None:
+        # The one call that waits on the disk (fsync, and a checkpoint now and
+        # then): in a thread, so the loop runs on meanwhile. Nothing else uses
+        # this connection until the commit returns.
         conn = self._open()
-        await _patiently(conn.commit, self._deadline_s)
+        await _patiently_in_thread(conn.commit, self._deadline_s)
 
     async def rollback(self) -> None:
         self._open().rollback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -111,3 +112,27 @@ async def test_a_closed_connection_says_so(tmp_path):
     await conn.close()
     with pytest.raises(ValueError, match="closed"):
         await conn.execute("SELECT 1")
+
+
+async def test_statements_run_in_the_loops_thread_and_commits_in_another(tmp_path):
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}")
+    await db.create_tables(engine, [Entry])
+    table = db.table_of(Entry)
+    threads: dict[str, set[int]] = {}
+
+    def traced(sql: str) -> None:
+        threads.setdefault(sql.split()[0].upper(), set()).add(threading.get_ident())
+
+    try:
+        async with db.write(engine) as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(raw, sqlite_inline.Connection)
+            raw._conn.set_trace_callback(traced)
+            await conn.execute(table.insert().values(id=1, note="traced"))
+        raw._conn.set_trace_callback(None)
+        loop_thread = threading.get_ident()
+        assert threads["INSERT"] == {loop_thread}
+        # The fsync waits in a worker thread, not in the loop.
+        assert threads["COMMIT"] and loop_thread not in threads["COMMIT"]
+    finally:
+        await db.dispose(engine)
