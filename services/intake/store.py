@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Column, Field, SQLModel, col
 
 from services.intake import lifecycle
+from services.intake.recent import RecentDecisions
 from shared.bus.topology import EVENTS_CANCELLED_KEY as CANCELLED_KEY
 from shared.bus.topology import PLAN as PLAN_STAGE
 from shared.db import DriverTimes, TupleStatement, insert_ignore, table_of, utc_field, write
@@ -158,6 +159,7 @@ class Stored:
 class IntakeStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.recent = RecentDecisions()
 
     async def store_intents(self, items: Sequence[NewIntent]) -> list[Stored]:
         """Store intents and their outbox rows in one transaction, idempotently.
@@ -366,9 +368,11 @@ class IntakeStore:
                 event.decision.state, at, seen[0].decision.state, seen[1]
             ):
                 latest[event.delivery_id] = (event, at)
+        history, keys = _history(events, times, self.recent)
         async with write(self.engine) as conn:
             await _CURRENT.run(conn, [_current_row(e, times) for e, _ in latest.values()])
-            await _HISTORY.run(conn, _history(events, times))
+            await _HISTORY.run(conn, history)
+        self.recent.remember(keys)
 
 
 def _not_completed() -> ColumnElement[bool]:
@@ -466,19 +470,22 @@ _HISTORY = TupleStatement(
 
 
 def _history(
-    events: Sequence[envelope_pb2.DeliveryEvent], times: DriverTimes
-) -> list[tuple[Any, ...]]:
-    """Every decision of the batch once. Events carry their delivery's trail, so
-    one delivery's earlier decisions come again with each later event; the
-    first copy is the one the insert would keep (uq_decision), so dropping the
-    rest here only saves converting and sending them."""
+    events: Sequence[envelope_pb2.DeliveryEvent], times: DriverTimes, recent: RecentDecisions
+) -> tuple[list[tuple[Any, ...]], set[tuple[str, str, int]]]:
+    """Every decision of the batch once, and the (delivery, stage, state) keys
+    of those rows. Events carry their delivery's trail, so one delivery's
+    earlier decisions come again with each later event; the first copy is the
+    one the insert would keep (uq_decision), so dropping the rest here only
+    saves converting and sending them. Trail entries `recent` knows to be
+    stored are left out too; an event's own decision never is."""
     rows: list[tuple[Any, ...]] = []
     seen: set[tuple[str, str, int]] = set()
     for event in events:
         delivery_id = event.delivery_id
-        for d in [*event.trail, event.decision]:
+        own = event.decision
+        for d in [*event.trail, own]:
             key = (delivery_id, d.stage, d.state)
-            if key in seen:
+            if key in seen or (d is not own and recent.stored(*key)):
                 continue
             seen.add(key)
             rows.append(
@@ -493,4 +500,4 @@ def _history(
                     *times.decided(d),
                 )
             )
-    return rows
+    return rows, seen

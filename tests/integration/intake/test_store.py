@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.intent.v1 import intent_pb2
+from sqlalchemy import text
 
 from services.intake.server import new_intent
 from services.intake.store import TABLES, IntakeStore
@@ -67,3 +68,45 @@ async def test_a_repeated_event_is_recorded_once(store):
     await store.apply_events([sent])
     _, history = await store.deliveries("acme", stored.intent_id)
     assert len(history) == 1
+
+
+def with_trail(
+    later: envelope_pb2.DeliveryEvent, *earlier: envelope_pb2.DeliveryEvent
+) -> envelope_pb2.DeliveryEvent:
+    """`later`, carrying the earlier events' decisions as its trail, as stages send it."""
+    later.trail.extend(e.decision for e in earlier)
+    return later
+
+
+async def test_a_trail_fills_in_decisions_whose_own_events_never_came(store):
+    [stored] = await store.store_intents([new_intent("acme", inapp_intent())])
+    iid = stored.intent_id
+    planned = event(iid, "u1", "profile", S.DELIVERY_STATE_PENDING, "planned", 1)
+    allowed = event(iid, "u1", "eligibility", S.DELIVERY_STATE_PENDING, "allowed", 2)
+    await store.apply_events([planned])
+    # Eligibility's own event was dead-lettered: in-app's trail still tells of it.
+    sent = event(iid, "u1", "inapp", S.DELIVERY_STATE_SENT, "sent", 3)
+    await store.apply_events([with_trail(sent, planned, allowed)])
+    _, history = await store.deliveries("acme", iid)
+    assert [h.reason for h in history] == ["planned", "allowed", "sent"]
+
+
+async def test_trail_entries_this_process_stored_are_not_offered_again(store):
+    [stored] = await store.store_intents([new_intent("acme", inapp_intent())])
+    iid = stored.intent_id
+    planned = event(iid, "u1", "profile", S.DELIVERY_STATE_PENDING, "planned", 1)
+    await store.apply_events([planned])
+    assert store.recent.stored(planned.delivery_id, "profile", S.DELIVERY_STATE_PENDING)
+    # Take the stored row away behind the store's back: if the trail entry
+    # were offered again, the insert would bring it back.
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM delivery_decisions WHERE stage = 'profile'"))
+    sent = event(iid, "u1", "inapp", S.DELIVERY_STATE_SENT, "sent", 3)
+    await store.apply_events([with_trail(sent, planned)])
+    _, history = await store.deliveries("acme", iid)
+    assert [h.reason for h in history] == ["sent"]
+    # A process that does not remember it (a restart, another replica) offers it.
+    fresh = IntakeStore(store.engine)
+    await fresh.apply_events([with_trail(sent, planned)])
+    _, history = await fresh.deliveries("acme", iid)
+    assert [h.reason for h in history] == ["planned", "sent"]
