@@ -7,6 +7,7 @@ context variables it sets (the tenant) are seen by the servicer.
 from __future__ import annotations
 
 import abc
+import functools
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,6 +98,24 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
+# Children labelled once per method (and code): `labels()` takes a lock and
+# builds a key each time, three times a unary call. Methods and codes are a
+# closed set, so these caches stay small.
+@functools.cache
+def _started(kind: str, svc: str, name: str) -> Any:
+    return metrics.GRPC_STARTED.labels(kind, svc, name)
+
+
+@functools.cache
+def _handling(kind: str, svc: str, name: str) -> Any:
+    return metrics.GRPC_HANDLING.labels(kind, svc, name)
+
+
+@functools.cache
+def _handled(kind: str, svc: str, name: str, code: str) -> Any:
+    return metrics.GRPC_HANDLED.labels(kind, svc, name, code)
+
+
 class MetricsInterceptor(_Wrapping):
     """grpc_server_* RED metrics, and every servicer error mapped to a status."""
 
@@ -109,7 +128,7 @@ class MetricsInterceptor(_Wrapping):
     async def _unary(
         self, behaviour: Behaviour, request: Any, ctx: Any, svc: str, name: str
     ) -> Any:
-        metrics.GRPC_STARTED.labels("unary", svc, name).inc()
+        _started("unary", svc, name).inc()
         start = time.perf_counter()
         code = "OK"
         try:
@@ -125,13 +144,13 @@ class MetricsInterceptor(_Wrapping):
                 await ctx.abort_with_status(rpc_status.to_status(internal().status))
             raise
         finally:
-            metrics.GRPC_HANDLED.labels("unary", svc, name, code).inc()
-            metrics.GRPC_HANDLING.labels("unary", svc, name).observe(time.perf_counter() - start)
+            _handled("unary", svc, name, code).inc()
+            _handling("unary", svc, name).observe(time.perf_counter() - start)
 
     async def _stream(
         self, behaviour: Behaviour, request: Any, ctx: Any, svc: str, name: str
     ) -> AsyncIterator[Any]:
-        metrics.GRPC_STARTED.labels("server_stream", svc, name).inc()
+        _started("server_stream", svc, name).inc()
         start = time.perf_counter()
         code = "OK"
         sent = metrics.GRPC_MSG_SENT.labels("server_stream", svc, name)
@@ -150,10 +169,8 @@ class MetricsInterceptor(_Wrapping):
                 await ctx.abort_with_status(rpc_status.to_status(internal().status))
             raise
         finally:
-            metrics.GRPC_HANDLED.labels("server_stream", svc, name, code).inc()
-            metrics.GRPC_HANDLING.labels("server_stream", svc, name).observe(
-                time.perf_counter() - start
-            )
+            _handled("server_stream", svc, name, code).inc()
+            _handling("server_stream", svc, name).observe(time.perf_counter() - start)
 
 
 class TracingInterceptor(_Wrapping):
