@@ -54,6 +54,11 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 GONE = -1  # no answer: the server has stopped
 POLLERS = 8
+# Per health check. A check that reaches a server just as it stops is now and
+# then neither answered nor refused: grpc.aio holds it as in flight, and the
+# server's stop waits for it until the caller's deadline (seen: exactly the
+# old 15 s). A probe's deadline is short, as a kubelet's is.
+CHECK_TIMEOUT_S = 2.0
 
 # Every stage the load goes through (sms and webpush carry none of it).
 STAGES = ("intake", "profile", "eligibility", "frequency", "scheduler", "email", "inapp")
@@ -231,9 +236,11 @@ async def _poll(
 ) -> None:
     while True:
         try:
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=GRACE_S)
+            reply = await health.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError:
-            return  # stopped, or stopping and refusing new calls
+            return  # stopped, or stopping and refusing (or holding) new calls
         seen.append(int(reply.status))
         answered.set()
 
