@@ -53,37 +53,21 @@ def _busy(err: sqlite3.OperationalError) -> bool:
     return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
-async def _patiently(call: Callable[[], T], deadline_s: float) -> T:
-    """`call()`, retried after SQLITE_BUSY with asyncio sleeps until the deadline."""
-    try:
-        return call()
-    except sqlite3.OperationalError as err:
-        if not _busy(err):
-            raise
-    give_up = time.monotonic() + deadline_s
+async def _patiently(call: Callable[[], T], deadline_s: float, *, in_thread: bool = False) -> T:
+    """`call()` (in a worker thread if `in_thread`), retried after SQLITE_BUSY
+    with asyncio sleeps until `deadline_s` after the first refusal."""
+    give_up: float | None = None
     backoff = FIRST_BACKOFF_S
-    waits = metrics.SQLITE_BUSY_WAITS
     while True:
-        waits.inc()
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, MAX_BACKOFF_S)
         try:
-            return call()
+            return await asyncio.to_thread(call) if in_thread else call()
         except sqlite3.OperationalError as err:
-            if not _busy(err) or time.monotonic() >= give_up:
+            if not _busy(err):
                 raise
-
-
-async def _patiently_in_thread(call: Callable[[], None], deadline_s: float) -> None:
-    """`call()` in a worker thread, retried after SQLITE_BUSY like `_patiently`."""
-    give_up = time.monotonic() + deadline_s
-    backoff = FIRST_BACKOFF_S
-    while True:
-        try:
-            await asyncio.to_thread(call)
-            return
-        except sqlite3.OperationalError as err:
-            if not _busy(err) or time.monotonic() >= give_up:
+            now = time.monotonic()
+            if give_up is None:
+                give_up = now + deadline_s
+            elif now >= give_up:
                 raise
         metrics.SQLITE_BUSY_WAITS.inc()
         await asyncio.sleep(backoff)
@@ -188,7 +172,7 @@ class Connection:
         # then): in a thread, so the loop runs on meanwhile. Nothing else uses
         # this connection until the commit returns.
         conn = self._open()
-        await _patiently_in_thread(conn.commit, self._deadline_s)
+        await _patiently(conn.commit, self._deadline_s, in_thread=True)
 
     async def rollback(self) -> None:
         self._open().rollback()
@@ -197,9 +181,7 @@ class Connection:
         self._open().create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
         """Close at once (SQLAlchemy's terminate)."""
