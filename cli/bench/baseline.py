@@ -27,9 +27,9 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection, Deli
 from sendmesh.bus.v1 import envelope_pb2
 from sendmesh.intent.v1 import intent_pb2
 
-from cli.bench.mesh_load import bench_request
+from cli.bench.mesh_load import bench_request, open_loop
 from cli.bench.relay import READY
-from cli.bench.stats import Latencies, open_loop_offsets, per_second, summarize
+from cli.bench.stats import Latencies, per_second, summarize
 from cli.bus_admin import CONNECT_TIMEOUT_S, delete_queues
 from shared.bus import topology
 from shared.bus.topology import QUORUM, Topology
@@ -179,7 +179,8 @@ class Baseline:
         body, started = sample_body(), {}
         probe = PROBE_PREFIX + uuid.uuid4().hex[:8]
 
-        async def send(message_id: str) -> None:
+        async def send(i: int) -> None:
+            message_id = f"{probe}-{i}"
             started[message_id] = time.time()
             message = aio_pika.Message(
                 body, delivery_mode=DeliveryMode.PERSISTENT, message_id=message_id
@@ -188,14 +189,7 @@ class Baseline:
                 message, routing_key=self.queues[0], timeout=PUBLISH_TIMEOUT_S
             )
 
-        tasks: list[asyncio.Task[None]] = []
-        t0 = time.monotonic()
-        for i, offset in enumerate(open_loop_offsets(count, rate)):
-            delay = t0 + offset - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(f"{probe}-{i}")))
-        await asyncio.gather(*tasks)
+        await open_loop(count, rate, send)
         arrived = self.progress.arrived
         deadline = time.monotonic() + timeout_s
         while any(m not in arrived for m in started) and time.monotonic() < deadline:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from sendmesh.intake.v1 import intake_pb2, intake_pb2_grpc
@@ -61,6 +62,21 @@ def bench_request(user_id: str) -> intake_pb2.SubmitRequest:
         category="bench",
     )
     return intake_pb2.SubmitRequest(intent=build_send_intent(opts))
+
+
+async def open_loop(
+    count: int, rate_per_s: float, send: Callable[[int], Coroutine[Any, Any, None]]
+) -> None:
+    """`send(i)` for i in range(count), each started on its schedule at
+    `rate_per_s` whether or not earlier ones finished; returns when all have."""
+    tasks: list[asyncio.Task[None]] = []
+    t0 = time.monotonic()
+    for i, offset in enumerate(open_loop_offsets(count, rate_per_s)):
+        delay = t0 + offset - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i)))
+    await asyncio.gather(*tasks)
 
 
 class MeshLoad:
@@ -140,14 +156,7 @@ class MeshLoad:
         self, n: int, rate_per_s: float, timeout_s: float, subs: Submissions
     ) -> LatencyResult:
         """Open loop at `rate_per_s`; submit start -> SENT decision time, per intent."""
-        tasks: list[asyncio.Task[None]] = []
-        t0 = time.monotonic()
-        for i, offset in enumerate(open_loop_offsets(n, rate_per_s)):
-            delay = t0 + offset - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.submit(f"lat-{self.run_id}-{i}", subs)))
-        await asyncio.gather(*tasks)
+        await open_loop(n, rate_per_s, lambda i: self.submit(f"lat-{self.run_id}-{i}", subs))
         sent = await self.wait_sent(subs, timeout_s)
         latencies_ms = [
             (self._watcher.sent_at[i] - started) * 1000
