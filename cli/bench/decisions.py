@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -23,6 +23,7 @@ from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
 from cli.bench.mesh_load import MeshLoad, Submissions
+from cli.bench.procs import ProcessFigure, ProcessSampler
 from cli.bench.seed import Seeder, bench_profile
 from cli.bench.sent import SentWatcher
 from cli.bench.stats import Latencies, per_second, summarize
@@ -55,6 +56,8 @@ class DecisionsResult:
     intents_per_s: float
     # Submit -> SENT of the intents that were sent, under this closed-loop load.
     latencies: Latencies
+    # CPU (and RSS) of each of the mesh's processes while the intents ran.
+    processes: list[ProcessFigure] = field(default_factory=list)
 
 
 def user_ids(run: str, count: int) -> list[str]:
@@ -136,18 +139,24 @@ async def measure(
     concurrency: int,
     timeout_s: float,
     subs: Submissions,
+    pids: Mapping[str, int],
 ) -> DecisionsResult:
     """n intents to users drawn at random (with repeats), closed loop; from
     the first submit to the last final decision."""
     draws = random.Random(DRAW_SEED).choices(users, k=n)
-    start = time.time()
-    await load.submit_closed_loop(
-        "dec", n, concurrency, subs, recipient=draws.__getitem__, request_for=offer_request
-    )
-    deadline = time.monotonic() + timeout_s
-    ids = list(subs.started_at)
-    while watcher.count_ended(ids) < len(ids) and time.monotonic() < deadline:
-        await watcher.wait_changed(0.2)
+    sampler = ProcessSampler(pids)
+    sampler.start()
+    try:
+        start = time.time()
+        await load.submit_closed_loop(
+            "dec", n, concurrency, subs, recipient=draws.__getitem__, request_for=offer_request
+        )
+        deadline = time.monotonic() + timeout_s
+        ids = list(subs.started_at)
+        while watcher.count_ended(ids) < len(ids) and time.monotonic() < deadline:
+            await watcher.wait_changed(0.2)
+    finally:
+        processes = await sampler.stop()
     counts = tally(watcher.ended, ids)
     decided = len(ids) - counts["undecided"]
     last = max((watcher.ended[i][1] for i in ids if i in watcher.ended), default=start)
@@ -168,4 +177,5 @@ async def measure(
         seconds=last - start,
         intents_per_s=per_second(decided, last - start),
         latencies=summarize(latencies),
+        processes=processes,
     )

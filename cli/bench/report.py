@@ -67,7 +67,7 @@ def _over_baseline(rate: float, r: BenchReport) -> float:
 
 
 def cpu_per_delivery_us(fig: ProcessFigure, delivered: int) -> float:
-    """The service's CPU time over the fan-out, per delivery, in microseconds."""
+    """The service's CPU time over a phase, per delivery (or decided intent), in µs."""
     return fig.cpu_s * 1e6 / delivered if delivered else math.nan
 
 
@@ -163,6 +163,18 @@ def _decision_rows(table: Table, d: DecisionsResult) -> None:
     lat = d.latencies
     table.add_row("decisions submit -> sent p50", f"{_fmt(lat.p50_ms)} ms", "under that load")
     table.add_row("decisions submit -> sent p99", f"{_fmt(lat.p99_ms)} ms", "")
+    decided = d.submitted - d.undecided
+    if d.processes:
+        total = sum(fig.cpu_s for fig in d.processes) * 1e6 / decided if decided else math.nan
+        busiest = sorted(d.processes, key=lambda fig: fig.cpu_s, reverse=True)
+        table.add_row(
+            "decisions CPU a decided intent",
+            f"{_fmt(total, 0)} µs",
+            "all services; "
+            + ", ".join(
+                f"{fig.service} {_fmt(cpu_per_delivery_us(fig, decided), 0)}" for fig in busiest
+            ),
+        )
 
 
 def _fanout_rows(table: Table, f: FanoutResult) -> None:

@@ -218,7 +218,9 @@ class BenchRun:
         self.bars.track(
             "decisions: decided", p.n, lambda: self.watcher.count_ended(subs.started_at)
         )
-        work = decisions.measure(load, self.watcher, users, p.n, p.concurrency, p.timeout_s, subs)
+        work = decisions.measure(
+            load, self.watcher, users, p.n, p.concurrency, p.timeout_s, subs, self.target.pids
+        )
         result = await ticking(work, self._tick)
         self.bars.finish()
         if result.sent == 0:
