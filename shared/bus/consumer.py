@@ -13,6 +13,11 @@ Failure routing, per message:
                                 below a Retry-After), then dead letters after
                                 `max_attempts`
 - broker trouble on publish  -> nack with requeue; nothing was acked
+
+A handled batch is acked with one `basic.ack(multiple)` per channel, its last
+delivery tag: one frame instead of one a message, for us and for the broker.
+That acks every earlier unsettled delivery too, so pipelined batches settle
+strictly in the order they were taken, whatever order their confirms arrive in.
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ def dead_letter(
     return Outbound("", bus.topology.dead_letter_queue(stage), body, type=msg_type, headers=headers)
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class BatchConsumer(Generic[M]):
     def __init__(
         self,
@@ -124,6 +134,8 @@ class BatchConsumer(Generic[M]):
         self._in_flight = metrics.CONSUMER_IN_FLIGHT.labels(self.queue_name)
         self._window = asyncio.Semaphore(PIPELINED_BATCHES)
         self._finishing: set[asyncio.Task[None]] = set()
+        # Done when the last pipelined batch, and every one before it, is settled.
+        self._last_settled: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         self._channel = await self.bus.consume_channel(self._prefetch)
@@ -236,18 +248,34 @@ class BatchConsumer(Generic[M]):
         longer stalls the stage. Handling stays in order, one batch at a time;
         at most PIPELINED_BATCHES wait for their confirms."""
         await self._window.acquire()
-        task = asyncio.create_task(self._finish(outs, messages))
+        before, settled = self._last_settled, asyncio.get_running_loop().create_future()
+        self._last_settled = settled
+        task = asyncio.create_task(self._finish(outs, messages, before, settled))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
-    async def _finish(self, outs: list[Outbound], messages: list[AbstractIncomingMessage]) -> None:
+    async def _finish(
+        self,
+        outs: list[Outbound],
+        messages: list[AbstractIncomingMessage],
+        before: asyncio.Future[None] | None,
+        settled: asyncio.Future[None],
+    ) -> None:
         try:
             if await self._publish_or_requeue(outs, messages):
-                await self._settle(messages, outcome="ok")
+                if before is not None:
+                    await before
+                await self._ack_through(messages)
         except Exception:
             log.exception("finish_crashed", queue=self.queue_name, size=len(messages))
             await self._settle(messages, requeue=True, outcome="requeued")
         finally:
+            # Done only once every earlier batch is too: a requeued batch
+            # must not let a later one's multiple-ack overtake its predecessors.
+            if before is None or before.done():
+                _resolve(settled)
+            else:
+                before.add_done_callback(lambda _: _resolve(settled))
             self._window.release()
 
     async def _process_alone(self, message: AbstractIncomingMessage, body: M) -> None:
@@ -302,6 +330,23 @@ class BatchConsumer(Generic[M]):
         log.warning("dead_lettered", queue=self.queue_name, reason=reason)
         if await self._publish_or_requeue([dead], [message]):
             await self._settle([message], outcome="dead_lettered")
+
+    async def _ack_through(self, messages: list[AbstractIncomingMessage]) -> None:
+        """Ack a handled batch with one multiple-ack per channel it came on (a
+        batch spans two only across a reconnect). Every earlier batch has been
+        settled, and messages of this one settled alone (dead-lettered) are
+        no longer outstanding, so "up to this tag" is exactly this batch."""
+        last: dict[int, AbstractIncomingMessage] = {}
+        for message in messages:  # in delivery order: the last has the highest tag
+            last[id(message.channel)] = message
+        for message in last.values():
+            try:
+                await message.ack(multiple=True)
+            except Exception as err:
+                # The channel died under us: the broker redelivers, dedup absorbs it.
+                log.warning("settle_failed", queue=self.queue_name, error=repr(err))
+        self._in_flight.dec(len(messages))
+        metrics.CONSUMED.labels(self.queue_name, "ok").inc(len(messages))
 
     async def _settle(
         self, messages: list[AbstractIncomingMessage], *, outcome: str, requeue: bool = False
