@@ -1,4 +1,4 @@
-"""Server interceptors: metrics, authentication, and status mapping.
+"""The server interceptor: metrics, authentication, tracing and status mapping.
 
 Each wraps the method's behaviour so that it runs in the handler's own task:
 context variables it sets (the tenant) are seen by the servicer.
@@ -10,7 +10,7 @@ import abc
 import functools
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -74,9 +74,28 @@ def _iterating(behaviour: Behaviour) -> Behaviour:
     return call
 
 
-class _Wrapping(grpc.aio.ServerInterceptor, abc.ABC):
+class Wrapping(abc.ABC):
+    """One concern around every call of the methods it `wraps`."""
+
     def wraps(self, method: str) -> bool:
         return True
+
+    @abc.abstractmethod
+    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
+        """Return the call's result (unary) or an async iterator (stream)."""
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """The wrappings as one interceptor, the first outermost.
+
+    A method's wrapped handler is built once and kept while the servicer
+    hands out the same handler: grpc asks for it on every call, and one
+    interceptor instead of one per concern is one coroutine less a call each."""
+
+    def __init__(self, wrappings: Sequence[Wrapping]) -> None:
+        self._wrappings = tuple(wrappings)
+        # method -> (the servicer's handler, its wrapped form)
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -84,13 +103,18 @@ class _Wrapping(grpc.aio.ServerInterceptor, abc.ABC):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or not self.wraps(details.method):
+        if handler is None:
             return handler
-        return _rebuild(handler, details.method, self.wrap)
-
-    @abc.abstractmethod
-    def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
-        """Return the call's result (unary) or an async iterator (stream)."""
+        method = details.method
+        built = self._built.get(method)
+        if built is not None and built[0] is handler:
+            return built[1]
+        wrapped = handler
+        for wrapping in reversed(self._wrappings):
+            if wrapping.wraps(method):
+                wrapped = _rebuild(wrapped, method, wrapping.wrap)
+        self._built[method] = (handler, wrapped)
+        return wrapped
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -116,7 +140,7 @@ def _handled(kind: str, svc: str, name: str, code: str) -> Any:
     return metrics.GRPC_HANDLED.labels(kind, svc, name, code)
 
 
-class MetricsInterceptor(_Wrapping):
+class MetricsWrapping(Wrapping):
     """grpc_server_* RED metrics, and every servicer error mapped to a status."""
 
     def wrap(self, behaviour: Behaviour, request: Any, ctx: Any, method: str, stream: bool) -> Any:
@@ -173,7 +197,7 @@ class MetricsInterceptor(_Wrapping):
             _handling("server_stream", svc, name).observe(time.perf_counter() - start)
 
 
-class TracingInterceptor(_Wrapping):
+class TracingWrapping(Wrapping):
     """A SERVER span per call, continuing the caller's W3C trace context.
 
     Outermost, so the servicer runs inside the span and whatever it hands on
@@ -211,7 +235,7 @@ def _finish_span(span: Any, ctx: Any) -> None:
     tracing.rpc_finished(span, status.name, status.value[0])
 
 
-class AuthInterceptor(_Wrapping):
+class AuthWrapping(Wrapping):
     """Resolves the API key to a tenant, or ends the call UNAUTHENTICATED."""
 
     def __init__(self, hashed_keys: dict[str, str], internal_key: str | None = None) -> None:

@@ -10,7 +10,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shared import tracing
-from shared.grpc.interceptors import AuthInterceptor, MetricsInterceptor, TracingInterceptor
+from shared.grpc.interceptors import (
+    AuthWrapping,
+    MetricsWrapping,
+    TracingWrapping,
+    WrappingInterceptor,
+)
 from shared.settings import ServiceSettings
 
 # Health name that Kubernetes liveness probes ask for: it says the process is
@@ -29,16 +34,17 @@ def create_server(
     `servicers` are (add_XServicer_to_server, servicer, full service name).
     """
     # Tracing first, so its span covers the others; absent when tracing is off.
-    traced = [TracingInterceptor()] if tracing.enabled() else []
+    traced = [TracingWrapping()] if tracing.enabled() else []
+    wrappings = [
+        *traced,
+        MetricsWrapping(),
+        AuthWrapping(
+            settings.api_keys,
+            settings.internal_key.get_secret_value() if settings.internal_key else None,
+        ),
+    ]
     server = grpc.aio.server(
-        interceptors=[
-            *traced,
-            MetricsInterceptor(),
-            AuthInterceptor(
-                settings.api_keys,
-                settings.internal_key.get_secret_value() if settings.internal_key else None,
-            ),
-        ],
+        interceptors=[WrappingInterceptor(wrappings)],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 60_000),

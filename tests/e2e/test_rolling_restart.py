@@ -224,7 +224,7 @@ async def poll_readiness(
     """Readiness as fast as it can be asked, until the server stops answering.
 
     Polled, not watched: Health.Watch answers INTERNAL through our interceptors
-    (MetricsInterceptor iterates a handler that writes). Several pollers keep
+    (MetricsWrapping iterates a handler that writes). Several pollers keep
     asks in flight; a signalled service answers NOT_SERVING for a second
     (shared.runtime.NOT_SERVING_S) before it refuses them.
     """
