@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection, DeliveryMode
+from aiormq import spec
+from aiormq.exceptions import ChannelInvalidStateError
 from google.protobuf.message import Message
 
 from shared import metrics, tracing
@@ -25,6 +27,9 @@ ERROR_HEADER = "x-sendmesh-error"
 STAGE_HEADER = "x-sendmesh-stage"
 # When the message was dead-lettered: milliseconds since the epoch (UTC).
 DEAD_AT_HEADER = "x-sendmesh-dead-at"
+CONTENT_TYPE = "application/x-protobuf"
+PERSISTENT = int(DeliveryMode.PERSISTENT)
+NOT_PERSISTENT = int(DeliveryMode.NOT_PERSISTENT)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,6 @@ class Bus:
         self.publish_timeout_s = publish_timeout_s
         self.connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(
@@ -120,30 +124,33 @@ class Bus:
             await self._publish_confirmed(out, headers)
 
     async def _publish_confirmed(self, out: Outbound, headers: dict[str, Any]) -> None:
-        channel = self.publish_channel
-        message = aio_pika.Message(
-            out.body,
+        # Straight to the channel's aiormq underlay, as aio-pika's
+        # Exchange.publish itself does (closed check included), without
+        # building an aio_pika.Message first: about a tenth of a publish's
+        # CPU, on every message of every stage. aiormq raises on a nack, a
+        # return (on_return_raises) and the timeout, as aio-pika did.
+        robust = self.publish_channel
+        if robust.is_closed:
+            raise ChannelInvalidStateError(f"{robust!r} closed")
+        channel = await robust.get_underlay_channel()
+        properties = spec.Basic.Properties(
             headers=headers,
-            content_type="application/x-protobuf",
-            type=out.type or None,
-            delivery_mode=DeliveryMode.PERSISTENT
-            if out.persistent
-            else DeliveryMode.NOT_PERSISTENT,
-            expiration=out.expiration_s,
+            content_type=CONTENT_TYPE,
+            message_type=out.type or None,
+            delivery_mode=PERSISTENT if out.persistent else NOT_PERSISTENT,
+            expiration=None if out.expiration_s is None else str(int(out.expiration_s * 1000)),
         )
-        exchange = self._exchanges.get(out.exchange)
-        if exchange is None:
-            exchange = (
-                channel.default_exchange
-                if out.exchange == ""
-                else await channel.get_exchange(out.exchange, ensure=False)
-            )
-            self._exchanges[out.exchange] = exchange
-        await exchange.publish(message, out.routing_key, timeout=self.publish_timeout_s)
+        await channel.basic_publish(
+            out.body,
+            exchange=out.exchange,
+            routing_key=out.routing_key,
+            properties=properties,
+            mandatory=True,
+            timeout=self.publish_timeout_s,
+        )
 
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
             self.connection = None
             self._channel = None
-            self._exchanges.clear()
