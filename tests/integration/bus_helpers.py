@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from google.protobuf.message import Message
 
+from shared.bus.publisher import Bus
 from shared.bus.topology import Topology
+
+B = TypeVar("B", bound=Bus)
+
+
+async def declared(bus: B) -> B:
+    """`bus` connected, its namespace's topology declared."""
+    await bus.connect()
+    await bus.declare()
+    return bus
 
 
 async def publish_to_stage(amqp_url: str, topo: Topology, stage: str, msg: Message | bytes) -> None:

@@ -11,7 +11,7 @@ from shared.bus.consumer import BatchConsumer
 from shared.bus.publisher import BrokerError, Bus, Outbound
 from shared.bus.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
-from tests.integration.bus_helpers import drain, publish_to_stage, queue_depth
+from tests.integration.bus_helpers import declared, drain, publish_to_stage, queue_depth
 
 STAGE = topology.PLAN
 BODY = 400_000  # bytes: a large fan-out envelope
@@ -21,9 +21,7 @@ async def test_a_batch_stops_growing_at_its_byte_budget_not_only_at_its_count(
     amqp_url: str, namespace: str
 ) -> None:
     topo = Topology(namespace, TEST_RETRY_DELAYS)
-    bus = Bus(amqp_url, topo, "test-batch-bytes")
-    await bus.connect()
-    await bus.declare()
+    bus = await declared(Bus(amqp_url, topo, "test-batch-bytes"))
     for i in range(8):
         await publish_to_stage(amqp_url, topo, STAGE, bytes([i]) * BODY)
     # Everything is waiting before the consumer starts, so count alone would
@@ -66,9 +64,7 @@ async def test_a_batch_is_acked_once_around_a_message_dead_lettered_alone(
     """One multiple-ack settles the batch, skipping over the message that was
     dead-lettered (and acked) on its own; the channel stays open."""
     topo = Topology(namespace, TEST_RETRY_DELAYS)
-    bus = Bus(amqp_url, topo, "test-batch-ack")
-    await bus.connect()
-    await bus.declare()
+    bus = await declared(Bus(amqp_url, topo, "test-batch-ack"))
     for body in (b"first", b"undecodable", b"last"):
         await publish_to_stage(amqp_url, topo, STAGE, body)
     assert await queue_depth(amqp_url, topo.queue(STAGE)) == 3
@@ -128,9 +124,7 @@ async def test_a_later_batch_confirmed_first_does_not_ack_an_earlier_one(
     """Batch A's publish hangs, batch B's is confirmed, then A's fails: A must
     come back (requeued), not be swept up by B's multiple-ack."""
     topo = Topology(namespace, TEST_RETRY_DELAYS)
-    bus = HeldBus(amqp_url, topo, "test-batch-order", held=b"A-out")
-    await bus.connect()
-    await bus.declare()
+    bus = await declared(HeldBus(amqp_url, topo, "test-batch-order", held=b"A-out"))
     seen: list[bytes] = []
 
     async def handle(batch: list[bytes]) -> list[Outbound]:

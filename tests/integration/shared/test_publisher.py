@@ -8,7 +8,7 @@ from shared.bus import topology
 from shared.bus.publisher import ATTEMPT_HEADER, Bus, Outbound
 from shared.bus.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
-from tests.integration.bus_helpers import drain
+from tests.integration.bus_helpers import declared, drain
 
 STAGE = topology.PLAN
 
@@ -17,9 +17,7 @@ async def test_a_message_arrives_with_its_type_headers_persistence_and_expiry(
     amqp_url: str, namespace: str
 ) -> None:
     topo = Topology(namespace, TEST_RETRY_DELAYS)
-    bus = Bus(amqp_url, topo, "test-publisher")
-    await bus.connect()
-    await bus.declare()
+    bus = await declared(Bus(amqp_url, topo, "test-publisher"))
     try:
         await bus.publish(
             [
