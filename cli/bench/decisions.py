@@ -23,7 +23,7 @@ from sendmesh.intent.v1 import intent_pb2
 from sendmesh.profile.v1 import profile_pb2
 
 from cli.bench.mesh_load import MeshLoad, Submissions
-from cli.bench.procs import ProcessFigure, ProcessSampler
+from cli.bench.procs import ProcessFigure, sampling
 from cli.bench.seed import Seeder, bench_profile
 from cli.bench.sent import SentWatcher
 from cli.bench.stats import Latencies, per_second, summarize
@@ -144,9 +144,7 @@ async def measure(
     """n intents to users drawn at random (with repeats), closed loop; from
     the first submit to the last final decision."""
     draws = random.Random(DRAW_SEED).choices(users, k=n)
-    sampler = ProcessSampler(pids)
-    sampler.start()
-    try:
+    async with sampling(pids) as sampler:
         start = time.time()
         await load.submit_closed_loop(
             "dec", n, concurrency, subs, recipient=draws.__getitem__, request_for=offer_request
@@ -155,8 +153,6 @@ async def measure(
         ids = list(subs.started_at)
         while watcher.count_ended(ids) < len(ids) and time.monotonic() < deadline:
             await watcher.wait_changed(0.2)
-    finally:
-        processes = await sampler.stop()
     counts = tally(watcher.ended, ids)
     decided = len(ids) - counts["undecided"]
     last = max((watcher.ended[i][1] for i in ids if i in watcher.ended), default=start)
@@ -177,5 +173,5 @@ async def measure(
         seconds=last - start,
         intents_per_s=per_second(decided, last - start),
         latencies=summarize(latencies),
-        processes=processes,
+        processes=sampler.figures(),
     )

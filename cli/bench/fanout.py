@@ -16,7 +16,7 @@ from sendmesh.intake.v1 import intake_pb2
 from sendmesh.intent.v1 import intent_pb2
 
 from cli.bench.mesh_load import MeshLoad, Submissions
-from cli.bench.procs import ProcessFigure, ProcessSampler
+from cli.bench.procs import ProcessFigure, sampling
 from cli.bench.seed import Seeder, bench_profile
 from cli.bench.sent import SentWatcher
 from cli.bench.stats import span_rate
@@ -87,9 +87,7 @@ class FanoutRun:
 
     async def measure(self, members: int, seed_seconds: float, stall_s: float) -> FanoutResult:
         """Submit, then wait for every member's SENT, or until none came for `stall_s`."""
-        sampler = ProcessSampler(self._pids)
-        sampler.start()
-        try:
+        async with sampling(self._pids) as sampler:
             submitted_at = time.time()
             subs = Submissions()
             await self._load.submit_request(news_request(TOPIC), subs)
@@ -97,8 +95,6 @@ class FanoutRun:
                 raise FanoutError(f"fan-out intent refused: {subs.first_error}")
             [self.intent_id] = subs.started_at
             await self._wait(members, stall_s)
-        finally:
-            processes = await sampler.stop()
         sends = self._watcher.sends.get(self.intent_id)
         count = len(sends.delivered) if sends else 0
         first = sends.first_sent_at if sends else submitted_at
@@ -111,7 +107,7 @@ class FanoutRun:
             seconds=last - first,
             deliveries_per_s=span_rate(count, first, last),
             end_to_end_s=last - submitted_at,
-            processes=processes,
+            processes=sampler.figures(),
         )
 
     async def _wait(self, members: int, stall_s: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +123,14 @@ class ProcessSampler:
             for service in self._pids
             if service in self._start
         ]
+
+
+@contextlib.asynccontextmanager
+async def sampling(pids: Mapping[str, int]) -> AsyncIterator[ProcessSampler]:
+    """Samples `pids` while the block runs; read `figures()` after it."""
+    sampler = ProcessSampler(pids)
+    sampler.start()
+    try:
+        yield sampler
+    finally:
+        await sampler.stop()

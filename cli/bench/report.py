@@ -71,6 +71,10 @@ def cpu_per_delivery_us(fig: ProcessFigure, delivered: int) -> float:
     return fig.cpu_s * 1e6 / delivered if delivered else math.nan
 
 
+def total_cpu_s(processes: list[ProcessFigure]) -> float:
+    return sum(fig.cpu_s for fig in processes)
+
+
 def _without_nan(value: Any) -> Any:
     """JSON has no NaN: a figure that could not be measured is null."""
     if isinstance(value, float) and math.isnan(value):
@@ -165,7 +169,7 @@ def _decision_rows(table: Table, d: DecisionsResult) -> None:
     table.add_row("decisions submit -> sent p99", f"{_fmt(lat.p99_ms)} ms", "")
     decided = d.submitted - d.undecided
     if d.processes:
-        total = sum(fig.cpu_s for fig in d.processes) * 1e6 / decided if decided else math.nan
+        total = total_cpu_s(d.processes) * 1e6 / decided if decided else math.nan
         busiest = sorted(d.processes, key=lambda fig: fig.cpu_s, reverse=True)
         table.add_row(
             "decisions CPU a decided intent",
@@ -199,7 +203,7 @@ def _fanout_rows(table: Table, f: FanoutResult) -> None:
             f" {_fmt(cpu_per_delivery_us(fig, f.delivered), 0)} µs CPU a delivery",
         )
     if f.processes:
-        total = sum(fig.cpu_s for fig in f.processes)
+        total = total_cpu_s(f.processes)
         per = total * 1e6 / f.delivered if f.delivered else math.nan
         table.add_row("all services: CPU", f"{_fmt(total, 1)} s", f"{_fmt(per, 0)} µs a delivery")
     else:
